@@ -1,0 +1,132 @@
+"""``gateway demo``: the gateway in front of the demo chatbot, on embedded defaults.
+
+Everything the demo needs is made here: a fresh HS256 secret (never written to disk), the demo
+bot as a child process, and a token for the printed ``curl`` line. The token is printed on
+purpose (it is the demo's instruction to the user) and is never logged.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jwt
+
+from gateway.errors import ConfigError
+from gateway.settings import load_settings
+
+DEMO_ISSUER = "https://demo.chatbot.example"
+DEMO_AUDIENCE = "chatbot"
+DEMO_KID = "demo-1"
+SECRET_ENV = "GATEWAY_DEMO_JWT_SECRET"  # noqa: S105 - a variable name, not a secret
+
+
+def find_examples() -> Path:
+    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        candidate = base / "examples" / "demo_bot" / "bot.py"
+        if candidate.exists():
+            return candidate
+    raise SystemExit("gateway demo runs from a source checkout (examples/demo_bot/bot.py).")
+
+
+def find_policies() -> str:
+    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        candidate = base / "policies"
+        if (candidate / "default.yaml").exists():
+            return str(candidate)
+    raise SystemExit("gateway demo needs the policies/ folder of a source checkout.")
+
+
+def _wait_for_port(port: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def demo_config(gateway_port: int, bot_port: int) -> dict[str, object]:
+    return {
+        "mode": "dev",
+        "listen": {"host": "127.0.0.1", "port": gateway_port},
+        "upstream": {"url": f"http://127.0.0.1:{bot_port}"},
+        "policies_dir": find_policies(),
+        "jwt": {
+            "issuers": [
+                {
+                    "issuer": DEMO_ISSUER,
+                    "audience": DEMO_AUDIENCE,
+                    "keys": [{"kid": DEMO_KID, "alg": "HS256", "secret_env": SECRET_ENV}],
+                }
+            ]
+        },
+    }
+
+
+def run_demo(gateway_port: int = 8080, bot_port: int = 9000) -> int:
+    from gateway.app import create_app
+    from gateway.observe import configure_logging
+    from gateway.server import serve
+
+    secret = secrets.token_urlsafe(48)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    environ[SECRET_ENV] = secret
+    try:
+        settings = load_settings(environ=environ, base=demo_config(gateway_port, bot_port))
+        app = create_app(settings)
+    except ConfigError as error:
+        for line in error.errors:
+            print(f"  - {line}", file=sys.stderr)
+        return 2
+    bot = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+        [sys.executable, str(find_examples()), "--port", str(bot_port)]
+    )
+    try:
+        if not _wait_for_port(bot_port):
+            print(f"The demo bot did not start on port {bot_port}.", file=sys.stderr)
+            return 1
+        now = int(time.time())
+        token = jwt.encode(
+            {
+                "iss": DEMO_ISSUER,
+                "aud": DEMO_AUDIENCE,
+                "sub": "alice",
+                "iat": now,
+                "exp": now + 3600,
+                "name": "Alice",
+                "email": "alice@example.com",
+                "email_verified": True,
+            },
+            secret.encode(),
+            algorithm="HS256",
+            headers={"kid": DEMO_KID},
+        )
+        base = f"http://127.0.0.1:{gateway_port}"
+        print(
+            f"\nDemo gateway on {base} in front of the demo bot on 127.0.0.1:{bot_port}.\n"
+            f"A token for user 'alice' (valid 1 h), ready to paste:\n\n"
+            f"  curl -s {base}/api/chat -H 'Authorization: Bearer {token}' "
+            f"-H 'Content-Type: application/json' "
+            f'-d \'{{"sender": "mallory", "message": "hello"}}\'\n\n'
+            f"The bot answers with sender 'alice': the gateway overwrote the spoofed sender.\n"
+            f"Without the header the same request gets 401 token_missing; "
+            f"GET {base}/api/account/balance answers 401 otp_required.\n"
+            f"Stop with Ctrl-C.\n",
+            flush=True,
+        )
+        configure_logging("info")
+        serve(app, host=settings.listen_host, port=settings.listen_port)
+    finally:
+        bot.terminate()
+        try:
+            bot.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            bot.kill()
+    return 0

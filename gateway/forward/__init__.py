@@ -1,0 +1,1 @@
+"""The data plane: streaming HTTP forwarding to the configured backend."""

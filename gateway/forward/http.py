@@ -1,0 +1,339 @@
+"""The HTTP data plane: identify → decide → rewrite → forward, as one raw ASGI handler.
+
+Raw ASGI instead of Starlette responses on this path: Starlette's StreamingResponse alone
+costs ~230 µs per request under uvicorn (DESIGN.md), more than the whole forward should.
+Refusals are exceptions from :mod:`gateway.errors`, rendered in one place; a request that is
+refused is never sent upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import (
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    IdentityError,
+    NotFound,
+    PayloadTooLarge,
+    UpstreamUnavailable,
+    render,
+)
+from gateway.forward.upstream import UpstreamPool, UpstreamResponse
+from gateway.identity.model import Identity
+from gateway.identity.resolver import Resolver, read_credentials
+from gateway.observe import RequestLog
+from gateway.policy.decide import decide
+from gateway.policy.model import PolicySet, Rule
+from gateway.policy.paths import canonical_path, encode_path
+from gateway.rewrite.body import overwrite_user_id, remove_pointers
+from gateway.rewrite.headers import HeaderRewriter, response_headers
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+log = logging.getLogger("gateway.forward")
+
+_NO_BODY_METHODS = frozenset({b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE"})
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    """What the request log needs, filled in as the pipeline goes."""
+
+    method: str = "-"
+    path: str = "-"
+    rule: str | None = None
+    decision: str = "refuse"
+    level: str | None = None
+    error: str | None = None
+    reason: str | None = None
+    upstream_ms: float | None = None
+
+
+class HttpProxy:
+    def __init__(
+        self,
+        *,
+        policies: PolicySet,
+        resolver: Resolver,
+        rewriter: HeaderRewriter,
+        pool: UpstreamPool,
+        request_log: RequestLog,
+        max_body_bytes: int,
+    ) -> None:
+        self.policies = policies
+        self.resolver = resolver
+        self.rewriter = rewriter
+        self.pool = pool
+        self.request_log = request_log
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        info = RequestInfo(method=scope["method"])
+        status = 500
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, tracking_send, info)
+        except GatewayError as error:
+            info.error, info.reason = error.code, error.reason
+            if not response_started:
+                await _send_error(tracking_send, error)
+        except Exception:
+            # A bug, by CONTRACT §5. Log the type only (a traceback can quote request data) and
+            # answer with a generic body, never a stack trace.
+            log.error("unhandled error while proxying", exc_info=True)
+            info.error = "internal_error"
+            if not response_started:
+                await _send_error(tracking_send, GatewayError())
+        finally:
+            self.request_log.emit(
+                {
+                    "method": info.method,
+                    "path": info.path,
+                    "rule": info.rule,
+                    "decision": info.decision,
+                    "level": info.level,
+                    "status": status,
+                    "error": info.error,
+                    "reason": info.reason,
+                    "ms": round((time.perf_counter() - started) * 1000, 3),
+                    "upstream_ms": info.upstream_ms,
+                }
+            )
+
+    async def _handle(self, scope: Scope, receive: Any, send: Any, info: RequestInfo) -> None:
+        path = canonical_path(scope.get("raw_path") or scope["path"].encode("latin-1"))
+        info.path = path
+        if path == "/auth" or path.startswith("/auth/"):
+            # The reserved prefix is the gateway's own; nothing under it is ever forwarded.
+            raise NotFound()
+        method: str = info.method
+        rule = self.policies.match(method, path, False)
+        info.rule = rule.name if rule is not None else None
+        require = rule.require if rule is not None else self.policies.default
+        shadow = rule is not None and rule.mode == "shadow"
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+
+        identity = await self._identify(headers, require, shadow, info)
+        refusal = self._refusal(require, identity, info)
+        if refusal is not None:
+            if not shadow:
+                raise refusal
+            info.decision = "shadow-allow"
+            # A shadow rule only observes: the request passes with whatever identity is valid.
+            identity = identity if isinstance(identity, Identity) else None
+        else:
+            info.decision = "allow"
+        trusted = identity if isinstance(identity, Identity) else None
+        info.level = trusted.level if trusted is not None else None
+
+        client = scope.get("client")
+        upstream_headers = self.rewriter.request_headers(
+            headers,
+            trusted,
+            client_ip=client[0] if client else None,
+            scheme=scope.get("scheme", "http"),
+        )
+        body, content_length = await self._body(scope, receive, headers, rule, trusted)
+        target = encode_path(path)
+        query = scope.get("query_string")
+        if query:
+            target += b"?" + query
+        upstream_started = time.perf_counter()
+        response = await self.pool.request(
+            method.encode("ascii"), target, upstream_headers, body, content_length=content_length
+        )
+        info.upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 3)
+        await _relay(response, receive, send)
+
+    async def _identify(
+        self, headers: list[tuple[bytes, bytes]], require: str, shadow: bool, info: RequestInfo
+    ) -> Identity | IdentityError | None:
+        if require == "deny" and not shadow:
+            return None
+        credentials = read_credentials(headers)
+        result = await self.resolver.resolve(credentials)
+        if isinstance(result, IdentityError):
+            info.reason = result.reason
+            if require == "public":
+                # Public routes ignore bad credentials instead of refusing them (CONTRACT §4).
+                return None
+        return result
+
+    @staticmethod
+    def _refusal(
+        require: str, identity: Identity | IdentityError | None, info: RequestInfo
+    ) -> GatewayError | None:
+        if require == "deny":
+            return Forbidden()
+        if isinstance(identity, IdentityError):
+            return identity
+        decision = decide(require, identity.level if identity is not None else None)
+        if decision.allowed:
+            return None
+        assert decision.error is not None  # noqa: S101 - decide() pairs refusals with an error
+        return decision.error()
+
+    async def _body(
+        self,
+        scope: Scope,
+        receive: Any,
+        headers: list[tuple[bytes, bytes]],
+        rule: Rule | None,
+        identity: Identity | None,
+    ) -> tuple[bytes | AsyncIterator[bytes], int | None]:
+        length: int | None = None
+        chunked = False
+        content_type: bytes | None = None
+        for name, value in headers:
+            if name == b"content-length":
+                if length is not None or not value.isdigit() or len(value) > 18:
+                    raise BadRequest("The Content-Length header is invalid.")
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"content-type":
+                content_type = value
+        if length is not None and length > self.max_body_bytes:
+            raise PayloadTooLarge()
+        has_body = chunked or bool(length)
+        pointers = rule.body_user_id if rule is not None else ()
+        if pointers and (has_body or content_type is not None):
+            body = await self._read_all(receive)
+            if identity is not None:
+                return overwrite_user_id(body, content_type, pointers, identity.user_id), None
+            # No trusted id to write: remove the field so a client cannot choose it.
+            return remove_pointers(body, content_type, pointers), None
+        if not has_body:
+            return b"", None
+        if chunked or length is None:
+            # Without a length the gateway cannot know the body fits before it has read it, and a
+            # refused request must never reach the backend, so it is buffered up to the limit.
+            return await self._read_all(receive), None
+        first = await receive()
+        if first["type"] != "http.request":
+            raise BadRequest("The client went away.", reason="client_disconnect")
+        if not first.get("more_body", False):
+            return first.get("body", b""), None
+        return _stream_body(first.get("body", b""), receive), length
+
+    async def _read_all(self, receive: Any) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise BadRequest("The client went away.", reason="client_disconnect")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge()
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+
+async def _stream_body(first: bytes, receive: Any) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            # The client went away mid-upload; the upstream connection is closed, not reused.
+            raise UpstreamUnavailable("The client went away.", reason="client_disconnect")
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def _relay(response: UpstreamResponse, receive: Any, send: Any) -> None:
+    """Stream the upstream response to the client, each piece as soon as it arrives."""
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": response_headers(response.headers),
+            }
+        )
+        if not response.has_body:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        expected = response.content_length
+        if expected is not None:
+            # Fixed-length bodies end by themselves; a client that leaves costs at most the rest
+            # of this body.
+            received = 0
+            while received < expected:
+                chunk = await response.read()
+                if not chunk:
+                    break
+                received += len(chunk)
+                await send(
+                    {"type": "http.response.body", "body": chunk, "more_body": received < expected}
+                )
+            if received < expected:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await _relay_stream(response, receive, send)
+    finally:
+        await response.aclose()
+
+
+async def _relay_stream(response: UpstreamResponse, receive: Any, send: Any) -> None:
+    # Streams (SSE, chunked) may last forever: uvicorn drops writes to a gone client silently, so
+    # a watcher notices the disconnect and ends the relay, which closes the upstream connection.
+    async def pump() -> None:
+        while True:
+            chunk = await response.read()
+            if not chunk:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    pump_task = asyncio.ensure_future(pump())
+    watch_task = asyncio.ensure_future(watch())
+    try:
+        done, _ = await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pump_task, watch_task):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(pump_task, watch_task, return_exceptions=True)
+    if pump_task in done and pump_task.exception() is not None:
+        error = pump_task.exception()
+        if isinstance(error, GatewayError):
+            # Headers are out already; the stream just ends early.
+            log.warning("upstream stream ended early", extra={"event": {"reason": error.reason}})
+            return
+        raise error  # type: ignore[misc]
+
+
+async def _send_error(send: Any, error: GatewayError) -> None:
+    status, headers, body = render(error)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -1,0 +1,568 @@
+"""One keep-alive HTTP/1.1 connection to the upstream, and the response stream it fills.
+
+:class:`UpstreamConnection` is an ``asyncio.Protocol`` that feeds every byte it receives to an
+``httptools.HttpResponseParser`` and turns the parser's callbacks into an
+:class:`UpstreamResponse`. The pool in :mod:`gateway.forward.upstream` owns connections, picks
+one per request and enforces deadlines; this module owns the wire and its framing rules.
+
+A connection is in exactly one state:
+
+* ``IDLE``    parked in the pool (or not yet lent out); any byte arriving now is a protocol error.
+* ``WAITING`` a request is being written and/or its response head is awaited.
+* ``BODY``    the final response head arrived; the body streams into the response object.
+* ``CLOSED``  unusable; the transport is closing or gone.
+
+Every failure becomes a :class:`~gateway.errors.UpstreamUnavailable` or
+:class:`~gateway.errors.UpstreamTimeout` here, so no ``OSError`` or parser error reaches callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Final, Protocol
+
+import httptools
+
+from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+
+IDLE: Final = 0
+WAITING: Final = 1
+BODY: Final = 2
+CLOSED: Final = 3
+
+INF: Final = float("inf")
+
+# Above this many buffered, unread response bytes the socket stops being read, so a slow
+# client makes the upstream wait instead of making the gateway's memory grow. ``read()`` hands
+# out everything buffered at once, so the buffer drops to zero and reading resumes right away.
+HIGH_WATER: Final = 256 * 1024
+
+# A bytes body up to this size goes out in the same ``write`` as the head (one syscall); a
+# larger one is written separately, because copying it just to save a syscall costs more.
+_COALESCE_LIMIT: Final = 64 * 1024
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs from its pool."""
+
+    def _conn_made(self, conn: UpstreamConnection) -> None: ...
+    def _conn_idle(self, conn: UpstreamConnection) -> None: ...
+    def _conn_closing(self, conn: UpstreamConnection) -> None: ...
+    def _conn_lost(self, conn: UpstreamConnection) -> None: ...
+
+
+class UpstreamResponse:
+    """The final response to one request: its head, and its body as a stream of pieces."""
+
+    __slots__ = (
+        "_buf",
+        "_conn",
+        "_eof",
+        "_error",
+        "_size",
+        "_waiter",
+        "chunked",
+        "content_length",
+        "has_body",
+        "headers",
+        "status",
+    )
+
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        content_length: int | None,
+        chunked: bool,
+        has_body: bool,
+        conn: UpstreamConnection,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.content_length = content_length if has_body else None
+        self.chunked = chunked and has_body
+        self.has_body = has_body
+        self._buf: list[bytes] = []
+        self._size = 0
+        self._eof = not has_body
+        self._error: UpstreamError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        # Set while the body still streams from the connection; cleared the moment the whole
+        # body has been received (the connection then already serves other requests) or the
+        # connection failed.
+        self._conn: UpstreamConnection | None = conn
+
+    @property
+    def complete(self) -> bool:
+        """True when the whole body was received and handed out: ``read()`` would return b""."""
+        return self._eof and not self._buf and self._error is None
+
+    async def read(self) -> bytes:
+        """Everything received since the last call, waiting for at least one byte; b"" at end."""
+        while True:
+            buf = self._buf
+            if buf:
+                data = buf[0] if len(buf) == 1 else b"".join(buf)
+                buf.clear()
+                self._size = 0
+                conn = self._conn
+                if conn is not None and conn._reading_paused:
+                    conn._resume_reading()
+                return data
+            if self._error is not None:
+                raise self._error
+            conn = self._conn
+            if self._eof or conn is None:
+                return b""
+            waiter = self._waiter = conn._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    async def read_all(self, limit: int | None = None) -> bytes:
+        """The rest of the body; more than ``limit`` bytes closes the connection and raises."""
+        if limit is not None and self.content_length is not None and self.content_length > limit:
+            await self.aclose()
+            raise UpstreamUnavailable(reason="response_too_large")
+        parts: list[bytes] = []
+        size = 0
+        while piece := await self.read():
+            size += len(piece)
+            if limit is not None and size > limit:
+                await self.aclose()
+                raise UpstreamUnavailable(reason="response_too_large")
+            parts.append(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def aclose(self) -> None:
+        """Stop reading; a body still in flight closes the connection (it is never reused).
+
+        A connection whose response was fully received went back to the pool at that moment, so
+        there is nothing left to return here; one still streaming holds the unread rest of the
+        body on the wire and can only be closed.
+        """
+        self._buf.clear()
+        self._size = 0
+        self._eof = True
+        conn = self._conn
+        if conn is not None:
+            self._conn = None
+            conn._response = None
+            conn.close()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One TCP connection to the upstream; serves one request at a time, no pipelining."""
+
+    __slots__ = (
+        "_body_timeout",
+        "_chunked",
+        "_content_length",
+        "_drain_waiter",
+        "_got_bytes",
+        "_head_waiter",
+        "_headers",
+        "_is_head",
+        "_loop",
+        "_lost",
+        "_owner",
+        "_parser",
+        "_read_timeout",
+        "_reading_paused",
+        "_response",
+        "_reuse",
+        "_sending",
+        "_write_paused",
+        "deadline",
+        "error",
+        "keep_alive_hint",
+        "retryable",
+        "reused",
+        "state",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        owner: ConnectionOwner,
+        loop: asyncio.AbstractEventLoop,
+        read_timeout: float,
+        body_timeout: float | None,
+    ) -> None:
+        self._owner = owner
+        self._loop = loop
+        self._read_timeout = read_timeout
+        # ``inf`` rather than None keeps the hot path free of a branch: now + inf never expires.
+        self._body_timeout = INF if body_timeout is None else body_timeout
+        self._parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set on connect
+        self.state: int = IDLE
+        # The pool's sweeper closes or fails this connection once loop.time() passes it.
+        self.deadline = INF
+        self.error: UpstreamError | None = None
+        self.reused = False
+        self.retryable = False
+        self.keep_alive_hint: float | None = None
+        self._lost = False
+        self._got_bytes = False
+        self._is_head = False
+        self._reuse = True
+        self._sending = False
+        self._write_paused = False
+        self._reading_paused = False
+        self._head_waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._response: UpstreamResponse | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._content_length: int | None = None
+        self._chunked = False
+
+    # -- the request side -------------------------------------------------------------------
+
+    async def exchange(
+        self,
+        head: bytes,
+        body: bytes | AsyncIterator[bytes],
+        is_head: bool,
+        content_length: int | None,
+    ) -> UpstreamResponse:
+        """Send one request and return its final response head (the body keeps streaming)."""
+        if self.state != IDLE:
+            raise self.error or UpstreamUnavailable(reason="connection_closed")
+        self.state = WAITING
+        self._got_bytes = False
+        self._is_head = is_head
+        self._reuse = True
+        self.retryable = False
+        waiter: asyncio.Future[UpstreamResponse] = self._loop.create_future()
+        self._head_waiter = waiter
+        try:
+            if isinstance(body, bytes):
+                if len(body) <= _COALESCE_LIMIT:
+                    self.transport.write(head + body)
+                else:
+                    self.transport.write(head)
+                    self.transport.write(body)
+            else:
+                await self._send_stream(head, body, content_length)
+            if self.state == WAITING:
+                self.deadline = self._loop.time() + self._read_timeout
+            return await waiter
+        except BaseException:
+            # A cancelled or failed exchange leaves the wire in an unknown state. The check
+            # matters: if the response already completed, the connection went back to the pool
+            # and may now serve someone else's request, which must not be cut off.
+            if self._head_waiter is waiter:
+                self._head_waiter = None
+                self._response = None
+                self.close()
+            # Nobody will await the waiter any more; settle it so asyncio does not log
+            # "Future exception was never retrieved" for an error we already handled.
+            if waiter.done():
+                if not waiter.cancelled():
+                    waiter.exception()
+            else:
+                waiter.cancel()
+            raise
+
+    async def _send_stream(
+        self, head: bytes, body: AsyncIterator[bytes], content_length: int | None
+    ) -> None:
+        limit = -1 if content_length is None else content_length
+        chunked = limit < 0
+        pending = head
+        sent = 0
+        self._sending = True
+        # Waiting for the caller's iterator (a slow client upload) is not an upstream stall,
+        # so no deadline runs then; one runs only while the upstream does not drain our writes.
+        self.deadline = INF
+        try:
+            async for piece in body:
+                if self.state != WAITING:
+                    break
+                if not piece:
+                    # An empty chunk would be the chunked terminator and end the body early.
+                    continue
+                sent += len(piece)
+                if chunked:
+                    data = b"%s%x\r\n%s\r\n" % (pending, len(piece), piece)
+                else:
+                    if sent > limit:
+                        # Sending more than announced would smuggle bytes into the next request.
+                        raise BadRequest(reason="body_longer_than_content_length")
+                    data = pending + piece
+                pending = b""
+                self.transport.write(data)
+                if self._write_paused:
+                    pass
+                    if self.state != WAITING:
+                        break
+            else:
+                if self.state == WAITING:
+                    if chunked:
+                        self.transport.write(pending + b"0\r\n\r\n")
+                    elif sent != limit:
+                        raise BadRequest(reason="body_shorter_than_content_length")
+                    elif pending:
+                        self.transport.write(pending)
+                return
+            # A final response (or a failure) arrived before the body was fully sent: the
+            # upstream's view of the request framing is unknown, so the connection is not reused.
+            self._reuse = False
+        finally:
+            self._sending = False
+
+    async def _drain(self) -> None:
+        # The upstream is not reading what we write; that counts against read_timeout.
+        self.deadline = self._loop.time() + self._read_timeout
+        waiter = self._drain_waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._drain_waiter = None
+            if self.state == WAITING:
+                self.deadline = INF
+
+    def _wake_drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._owner._conn_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state == BODY:
+            self.deadline = self._loop.time() + self._body_timeout
+        elif state == WAITING:
+            self._got_bytes = True
+        else:
+            # Bytes nobody asked for (e.g. a 408 some servers send before closing an idle
+            # connection): the connection can no longer be trusted with a request.
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._fail(UpstreamUnavailable(reason="unexpected_upgrade"), exc)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamUnavailable(reason="malformed_response"), exc)
+
+    def eof_received(self) -> bool | None:
+        if self.state == IDLE:
+            # Leave the idle stack now rather than when connection_lost runs a loop iteration
+            # later, so no request is written to a connection the upstream already closed.
+            self.close()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        state = self.state
+        if state == WAITING:
+            # Nothing of the response arrived on a connection that served a request before: the
+            # upstream most likely closed it as idle just as we wrote, so the request was not
+            # processed and the pool may replay it (idempotent, replayable requests only).
+            self.retryable = self.reused and not self._got_bytes
+            reason = "closed_mid_head" if self._got_bytes else "closed_before_response"
+            self._fail(UpstreamUnavailable(reason=reason), exc)
+        elif state == BODY:
+            response = self._response
+            if (
+                exc is None
+                and response is not None
+                and self._content_length is None
+                and (not self._chunked and response.has_body)
+            ):
+                # No Content-Length and not chunked: the body is delimited by the close itself.
+                self._reuse = False
+                self._finish()
+            else:
+                self._fail(UpstreamUnavailable(reason="closed_mid_body"), exc)
+        self.close()
+        self._wake_drain()
+        self._owner._conn_lost(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drain()
+
+    # -- httptools callbacks (looked up by name when the parser is created) -------------------
+
+    def on_message_begin(self) -> None:
+        if self.state != WAITING:
+            # A second message after the complete response (or bytes after a HEAD response):
+            # the upstream is out of step with us.
+            self.close()
+            return
+        self._headers = []
+        self._content_length = None
+        self._chunked = False
+        self.keep_alive_hint = None
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.state != WAITING:
+            return  # Trailers after a chunked body: dropped, they are rare and never needed.
+        name = name.lower()
+        self._headers.append((name, value))
+        if name == b"content-length":
+            self._content_length = int(value)
+        elif name == b"transfer-encoding":
+            self._chunked = value.lower().rstrip().endswith(b"chunked")
+        elif name == b"keep-alive":
+            self.keep_alive_hint = _keep_alive_timeout(value)
+
+    def on_headers_complete(self) -> None:
+        if self.state != WAITING:
+            return
+        parser = self._parser
+        status: int = parser.get_status_code()
+        if status < 200:
+            # An interim response (100 Continue, 103 Early Hints): skipped; the parser resets
+            # for the final response, whose headers on_message_begin starts afresh.
+            return
+        if not parser.should_keep_alive():
+            self._reuse = False
+        has_body = not (self._is_head or status == 204 or status == 304)
+        response = UpstreamResponse(
+            status, self._headers, self._content_length, self._chunked, has_body, self
+        )
+        self._response = response
+        self.state = BODY
+        self.deadline = self._loop.time() + self._body_timeout
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(response)
+        # An upload blocked on a full socket stops as soon as the final answer is in.
+        self._wake_drain()
+        if self._is_head:
+            # httptools ignores on_headers_complete's return value, so llhttp cannot be told
+            # that a HEAD response has no body: it would wait for Content-Length bytes that
+            # never come. Finish the message here and parse the next one with a fresh parser.
+            # (A HEAD response without Content-Length or chunked looks close-delimited to
+            # llhttp, so should_keep_alive() said no above: conservative, and HEAD is rare.)
+            self._parser = httptools.HttpResponseParser(self)
+            self._finish()
+
+    def on_body(self, body: bytes) -> None:
+        response = self._response
+        if response is None or self.state != BODY:
+            if self.state == IDLE:
+                self.close()  # Body bytes after a HEAD response: the upstream is out of step.
+            return
+        response._buf.append(body)
+        response._size += len(body)
+        response._wake()
+        if response._size > HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self.state == BODY:
+            self._finish()
+        # Otherwise: the end of an interim 1xx response, or of a HEAD response's phantom body.
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        """The final response is complete: hand the connection back the moment it is free."""
+        response = self._response
+        if response is not None:
+            response._eof = True
+            response._conn = None
+            response._wake()
+        self._response = None
+        self._head_waiter = None
+        if not self._reuse or self._sending:
+            self.close()
+            return
+        self.state = IDLE
+        self.reused = True
+        if self._reading_paused:
+            self._resume_reading()
+        self._owner._conn_idle(self)
+
+    def _resume_reading(self) -> None:
+        self._reading_paused = False
+        # Time spent paused was the consumer's, not the upstream's: restart the stall clock.
+        if self.state == BODY:
+            self.deadline = self._loop.time() + self._body_timeout
+        if not self._lost:
+            self.transport.resume_reading()
+
+    def _fail(self, error: UpstreamError, cause: BaseException | None = None) -> None:
+        """End whatever is in flight with ``error`` and abort the connection."""
+        if self.state == CLOSED:
+            return
+        if cause is not None:
+            error.__cause__ = cause
+        self.error = error
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        response = self._response
+        if response is not None:
+            self._response = None
+            response._error = error
+            response._conn = None
+            response._wake()
+        self.close(abort=True)
+
+    def expire(self) -> None:
+        """Called by the pool's sweeper once ``deadline`` has passed."""
+        state = self.state
+        if state == WAITING:
+            reason = "write_timeout" if self._sending else "read_timeout"
+            self._fail(UpstreamTimeout(reason=reason))
+        elif state == BODY:
+            self._fail(UpstreamTimeout(reason="body_timeout"))
+        else:
+            self.close()
+
+    def close(self, abort: bool = False) -> None:
+        """Make the connection unusable and close it; idempotent."""
+        if self.state == CLOSED:
+            return
+        waiter = self._head_waiter
+        if self._response is not None or (waiter is not None and not waiter.done()):
+            # Someone still waits on this connection: they must get an error, not hang.
+            self._fail(UpstreamUnavailable(reason="connection_closed"))
+            return
+        self.state = CLOSED
+        self.deadline = INF
+        self._owner._conn_closing(self)
+        self._wake_drain()
+        if self._lost:
+            return
+        transport = self.transport
+        # A graceful close would first flush unsent request bytes to an upstream that may never
+        # read them; abort instead, so no half-closed transport lingers.
+        if abort or transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+
+
+def _keep_alive_timeout(value: bytes) -> float | None:
+    """The ``timeout=N`` of a ``Keep-Alive`` response header, if any."""
+    for part in value.split(b","):
+        key, _, number = part.strip().partition(b"=")
+        if key.strip().lower() == b"timeout":
+            try:
+                return float(number.strip())
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,1 @@
+"""Authentication: who is calling (JWT, session cookie, anonymous visitor)."""

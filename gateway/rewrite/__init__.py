@@ -1,0 +1,1 @@
+"""Mutation: what the backend receives (headers, JSON bodies)."""

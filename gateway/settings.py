@@ -1,0 +1,538 @@
+"""One validated settings object from a YAML file plus ``GATEWAY_*`` environment overrides.
+
+Every problem is collected and reported together, each as
+``SOURCE: option 'PATH' must be EXPECTED but it's configured as 'FOUND'`` (the policy loader's
+wording), so an operator fixes a config in one round instead of one restart per typo.
+
+Environment overrides: every scalar option has one variable, ``GATEWAY_`` + its dotted path in
+upper case with ``.`` read as ``_`` (``upstream.url`` → ``GATEWAY_UPSTREAM_URL``). List options
+take a comma-separated value. Secrets never come from the YAML file itself: keys name an
+environment variable (``secret_env``) or a file (``secret_file``) that holds them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from gateway.errors import ConfigError
+from gateway.identity.jwt_config import IssuerConfig, JwksConfig, JWTSettings, KeyConfig
+from gateway.rewrite.headers import HeaderNames
+from gateway.yamlio import describe_yaml_error, load_yaml
+
+HMAC_ALGS = ("HS256", "HS384", "HS512")
+ASYMMETRIC_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
+MODES = ("production", "dev")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    url: str = "http://127.0.0.1:9000"
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    body_timeout: float = 300.0
+    max_idle: int = 256
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 80
+
+    @property
+    def host_header(self) -> str:
+        return urlsplit(self.url).netloc
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    mode: str = "production"
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    policies_dir: str = "policies"
+    max_body_bytes: int = 1024 * 1024
+    header_names: HeaderNames = field(default_factory=HeaderNames)
+    forward_authorization: bool = False
+    forward_gateway_cookie: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    cookie_name: str = "__Host-gw_session"
+    dev_cookie_name: str = "gw_session"
+    jwt: JWTSettings = field(default_factory=JWTSettings)
+    access_log: bool = True
+
+    @property
+    def dev(self) -> bool:
+        return self.mode == "dev"
+
+    @property
+    def gateway_cookie_names(self) -> tuple[str, str]:
+        return (self.cookie_name, self.dev_cookie_name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalar options: dotted path → (expected phrase, converter). A converter returns the value or
+# raises ValueError; environment values arrive as strings and go through the same converter.
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    number = int(value)
+    if number <= 0 or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError
+    return number
+
+
+def _port(value: Any) -> int:
+    number = _positive_int(value)
+    if number > 65535:
+        raise ValueError
+    return number
+
+
+def _positive_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    number = float(value)
+    if not number > 0 or number == float("inf"):
+        raise ValueError
+    return number
+
+
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    number = int(value)
+    if number < 0:
+        raise ValueError
+    return number
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError
+    return value
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in choices:
+            raise ValueError
+        return str(value)
+
+    return convert
+
+
+def _http_url(value: Any) -> str:
+    text = _text(value)
+    parts = urlsplit(text)
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError
+    _ = parts.port  # raises ValueError on a bad port
+    return text.rstrip("/")
+
+
+def _header_name(value: Any) -> str:
+    text = _text(value)
+    if not all(ch.isalnum() or ch == "-" for ch in text):
+        raise ValueError
+    return text
+
+
+def _cidrs(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError
+    result = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError
+        result.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+    return tuple(result)
+
+
+SCALARS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "mode": ("one of 'production', 'dev'", _choice(*MODES)),
+    "listen.host": ("a host name or address", _text),
+    "listen.port": ("a port number (1-65535)", _port),
+    "upstream.url": ("an http:// URL with a host and no path", _http_url),
+    "upstream.connect_timeout": ("a positive number of seconds", _positive_float),
+    "upstream.read_timeout": ("a positive number of seconds", _positive_float),
+    "upstream.body_timeout": ("a positive number of seconds", _positive_float),
+    "upstream.max_idle": ("a positive integer", _positive_int),
+    "policies_dir": ("a directory path", _text),
+    "limits.max_body_bytes": ("a positive integer (bytes)", _positive_int),
+    "headers.user_id": ("a header name", _header_name),
+    "headers.level": ("a header name", _header_name),
+    "headers.email": ("a header name", _header_name),
+    "headers.name": ("a header name", _header_name),
+    "headers.anonymous_id": ("a header name", _header_name),
+    "headers.forward_authorization": ("true or false", _bool),
+    "headers.forward_gateway_cookie": ("true or false", _bool),
+    "trusted_proxies": ("a list of IP addresses or CIDR networks", _cidrs),
+    "session.cookie_name": ("a cookie name", _header_name),
+    "session.dev_cookie_name": ("a cookie name", _header_name),
+    "jwt.leeway": ("a non-negative integer (seconds)", _non_negative_int),
+    "jwt.cache_size": ("a positive integer", _positive_int),
+    "log.access": ("true or false", _bool),
+}
+SECTIONS = {"listen", "upstream", "limits", "headers", "session", "jwt", "log"}
+ISSUER_KEYS = {
+    "issuer",
+    "audience",
+    "subject_claim",
+    "required_scope",
+    "max_lifetime",
+    "keys",
+    "jwks",
+}
+KEY_KEYS = {"kid", "alg", "secret_env", "secret_file", "public_key_file"}
+
+
+def env_name(path: str) -> str:
+    return "GATEWAY_" + path.upper().replace(".", "_")
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "<missing>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(str(k) for k in value) + "}"
+    return str(value)
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def bad(self, source: str, path: str, expected: str, found: Any) -> None:
+        self.errors.append(
+            f"{source}: option '{path}' must be {expected} but it's configured as '{_show(found)}'"
+        )
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    base: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read, merge and validate. Raises :class:`ConfigError` listing every problem."""
+    env = os.environ if environ is None else environ
+    errors = _Collector()
+    raw: dict[str, Any] = dict(base or {})
+    source = "<defaults>"
+    config_path = path or env.get("GATEWAY_CONFIG")
+    if config_path:
+        source = str(config_path)
+        try:
+            loaded = load_yaml(Path(config_path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError([f"{source}: cannot read the file ({exc.strerror})"]) from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{source}: {describe_yaml_error(exc)}"]) from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError([f"{source}: the file must hold a mapping of options"])
+        raw.update(loaded)
+
+    values: dict[str, Any] = {}
+    _read_yaml_scalars(raw, source, values, errors)
+    secret_envs = _secret_env_names(raw)
+    _read_env(env, values, errors, secret_envs)
+    jwt_settings = _jwt_settings(raw.get("jwt") or {}, source, values, env, errors)
+    if errors.errors:
+        raise ConfigError(errors.errors)
+    return _build(values, jwt_settings)
+
+
+def _read_yaml_scalars(
+    raw: Mapping[str, Any], source: str, values: dict[str, Any], errors: _Collector
+) -> None:
+    for key, value in raw.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                errors.bad(source, key, "a mapping of options", value)
+                continue
+            for sub, sub_value in value.items():
+                dotted = f"{key}.{sub}"
+                if key == "jwt" and sub in ("issuers",):
+                    continue
+                _put(dotted, sub_value, source, values, errors)
+        else:
+            _put(str(key), value, source, values, errors)
+
+
+def _put(dotted: str, value: Any, source: str, values: dict[str, Any], errors: _Collector) -> None:
+    spec = SCALARS.get(dotted)
+    if spec is None:
+        errors.errors.append(f"{source}: option '{dotted}' is not a known option")
+        return
+    expected, convert = spec
+    try:
+        values[dotted] = convert(value)
+    except (ValueError, TypeError):
+        errors.bad(source, dotted, expected, value)
+
+
+def _secret_env_names(raw: Mapping[str, Any]) -> set[str]:
+    names: set[str] = set()
+    jwt_section = raw.get("jwt")
+    issuers = jwt_section.get("issuers") if isinstance(jwt_section, dict) else None
+    for issuer in issuers if isinstance(issuers, list) else []:
+        keys = issuer.get("keys") if isinstance(issuer, dict) else None
+        for key in keys if isinstance(keys, list) else []:
+            if isinstance(key, dict) and isinstance(key.get("secret_env"), str):
+                names.add(key["secret_env"])
+    return names
+
+
+def _read_env(
+    env: Mapping[str, str], values: dict[str, Any], errors: _Collector, secret_envs: set[str]
+) -> None:
+    by_env = {env_name(path): path for path in SCALARS}
+    for name, value in env.items():
+        if not name.startswith("GATEWAY_") or name in secret_envs:
+            continue
+        if name == "GATEWAY_CONFIG" or name.startswith("GATEWAY_TEST_"):
+            continue
+        path = by_env.get(name)
+        if path is None:
+            errors.errors.append(
+                f"environment: {name} is not a known setting (known: GATEWAY_CONFIG and "
+                f"GATEWAY_ + an option path, e.g. GATEWAY_UPSTREAM_URL)"
+            )
+            continue
+        _put(path, value, name, values, errors)
+
+
+def _jwt_settings(
+    section: Any, source: str, values: dict[str, Any], env: Mapping[str, str], errors: _Collector
+) -> JWTSettings:
+    issuers_raw = section.get("issuers", []) if isinstance(section, dict) else []
+    if not isinstance(issuers_raw, list):
+        errors.bad(source, "jwt.issuers", "a list of issuers", issuers_raw)
+        issuers_raw = []
+    issuers = []
+    seen: set[str] = set()
+    for n, item in enumerate(issuers_raw, start=1):
+        where = f"jwt.issuers[{n}]"
+        if not isinstance(item, dict):
+            errors.bad(source, where, "a mapping with 'issuer' and 'keys' or 'jwks'", item)
+            continue
+        issuer = _issuer(item, where, source, env, errors)
+        if issuer is not None:
+            if issuer.issuer in seen:
+                errors.bad(source, f"{where}.issuer", "unique among issuers", issuer.issuer)
+            seen.add(issuer.issuer)
+            issuers.append(issuer)
+    return JWTSettings(
+        issuers=tuple(issuers),
+        leeway=values.get("jwt.leeway", 120),
+        cache_size=values.get("jwt.cache_size", 10_000),
+    )
+
+
+def _issuer(
+    item: Mapping[str, Any], where: str, source: str, env: Mapping[str, str], errors: _Collector
+) -> IssuerConfig | None:
+    before = len(errors.errors)
+    for key in item:
+        if key not in ISSUER_KEYS:
+            errors.errors.append(f"{source}: option '{where}.{key}' is not a known option")
+    name = item.get("issuer")
+    if not isinstance(name, str) or not name:
+        errors.bad(source, f"{where}.issuer", "the exact 'iss' value of the tokens", name)
+    audience = item.get("audience")
+    if audience is not None and (not isinstance(audience, str) or not audience):
+        errors.bad(source, f"{where}.audience", "a non-empty string", audience)
+    subject = item.get("subject_claim", "sub")
+    if subject not in ("sub", "external_id"):
+        errors.bad(source, f"{where}.subject_claim", "one of 'sub', 'external_id'", subject)
+    scope = item.get("required_scope")
+    if scope is not None and (not isinstance(scope, str) or not scope or " " in scope):
+        errors.bad(source, f"{where}.required_scope", "one scope name", scope)
+    lifetime = item.get("max_lifetime")
+    if lifetime is not None:
+        try:
+            lifetime = _positive_int(lifetime)
+        except (ValueError, TypeError):
+            errors.bad(source, f"{where}.max_lifetime", "a positive integer (seconds)", lifetime)
+    keys = _keys(item.get("keys", []), where, source, env, errors)
+    jwks = _jwks(item.get("jwks"), where, source, errors)
+    if not keys and jwks is None:
+        errors.bad(source, f"{where}.keys", "at least one key (or a 'jwks' section)", None)
+    if len(errors.errors) != before:
+        return None
+    return IssuerConfig(
+        issuer=str(name),
+        keys=tuple(keys),
+        jwks=jwks,
+        audience=audience,
+        subject_claim=str(subject),
+        required_scope=scope,
+        max_lifetime=lifetime,
+    )
+
+
+def _keys(
+    raw: Any, where: str, source: str, env: Mapping[str, str], errors: _Collector
+) -> list[KeyConfig]:
+    if not isinstance(raw, list):
+        errors.bad(source, f"{where}.keys", "a list of keys", raw)
+        return []
+    keys: list[KeyConfig] = []
+    kids: set[str] = set()
+    for n, item in enumerate(raw, start=1):
+        at = f"{where}.keys[{n}]"
+        if not isinstance(item, dict):
+            errors.bad(source, at, "a mapping with 'kid' and 'alg'", item)
+            continue
+        if "secret" in item:
+            errors.errors.append(
+                f"{source}: option '{at}.secret' is not allowed: secrets never live in the "
+                f"config file; use 'secret_env' (an environment variable) or 'secret_file'"
+            )
+            continue
+        for key in item:
+            if key not in KEY_KEYS:
+                errors.errors.append(f"{source}: option '{at}.{key}' is not a known option")
+        kid, alg = item.get("kid"), item.get("alg")
+        if not isinstance(kid, str) or not kid:
+            errors.bad(source, f"{at}.kid", "a non-empty key id", kid)
+        elif kid in kids:
+            errors.bad(source, f"{at}.kid", "unique within the issuer", kid)
+        kids.add(str(kid))
+        if alg in HMAC_ALGS:
+            secret = _secret(item, at, source, env, errors)
+            if secret is not None and isinstance(kid, str):
+                keys.append(KeyConfig(kid=kid, alg=str(alg), secret=secret))
+        elif alg in ASYMMETRIC_ALGS:
+            pem = _read_file(item.get("public_key_file"), f"{at}.public_key_file", source, errors)
+            if pem is not None and isinstance(kid, str):
+                keys.append(KeyConfig(kid=kid, alg=str(alg), public_key_pem=pem))
+        else:
+            errors.bad(source, f"{at}.alg", "one of " + _quoted(HMAC_ALGS + ASYMMETRIC_ALGS), alg)
+    return keys
+
+
+def _secret(
+    item: Mapping[str, Any], at: str, source: str, env: Mapping[str, str], errors: _Collector
+) -> bytes | None:
+    if "secret_env" in item:
+        name = item["secret_env"]
+        value = env.get(name) if isinstance(name, str) else None
+        if not value:
+            errors.bad(source, f"{at}.secret_env", "the name of a set environment variable", name)
+            return None
+        return value.encode("utf-8")
+    if "secret_file" in item:
+        return _read_file(item["secret_file"], f"{at}.secret_file", source, errors, strip=True)
+    errors.bad(source, f"{at}.secret_env", "set (or 'secret_file') for an HMAC key", None)
+    return None
+
+
+def _read_file(
+    path: Any, option: str, source: str, errors: _Collector, *, strip: bool = False
+) -> bytes | None:
+    if not isinstance(path, str) or not path:
+        errors.bad(source, option, "a readable file path", path)
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        errors.bad(source, option, "a readable file path", path)
+        return None
+    return data.strip() if strip else data
+
+
+def _jwks(raw: Any, where: str, source: str, errors: _Collector) -> JwksConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        errors.bad(source, f"{where}.jwks", "a mapping with 'url' and 'algorithms'", raw)
+        return None
+    url = raw.get("url")
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("https", "http"):
+        errors.bad(source, f"{where}.jwks.url", "an https:// URL", url)
+    algorithms = raw.get("algorithms")
+    if (
+        not isinstance(algorithms, list)
+        or not algorithms
+        or any(a not in ASYMMETRIC_ALGS for a in algorithms)
+    ):
+        errors.bad(
+            source,
+            f"{where}.jwks.algorithms",
+            "a list among " + _quoted(ASYMMETRIC_ALGS),
+            algorithms,
+        )
+        return None
+    if not isinstance(url, str):
+        return None
+    return JwksConfig(url=url, algorithms=tuple(algorithms))
+
+
+def _quoted(items: tuple[str, ...]) -> str:
+    return ", ".join(f"'{item}'" for item in items)
+
+
+def _build(values: Mapping[str, Any], jwt_settings: JWTSettings) -> Settings:
+    defaults = Settings()
+    up = UpstreamSettings()
+    names = HeaderNames()
+    return Settings(
+        mode=values.get("mode", defaults.mode),
+        listen_host=values.get("listen.host", defaults.listen_host),
+        listen_port=values.get("listen.port", defaults.listen_port),
+        upstream=UpstreamSettings(
+            url=values.get("upstream.url", up.url),
+            connect_timeout=values.get("upstream.connect_timeout", up.connect_timeout),
+            read_timeout=values.get("upstream.read_timeout", up.read_timeout),
+            body_timeout=values.get("upstream.body_timeout", up.body_timeout),
+            max_idle=values.get("upstream.max_idle", up.max_idle),
+        ),
+        policies_dir=values.get("policies_dir", defaults.policies_dir),
+        max_body_bytes=values.get("limits.max_body_bytes", defaults.max_body_bytes),
+        header_names=HeaderNames(
+            user_id=values.get("headers.user_id", names.user_id),
+            level=values.get("headers.level", names.level),
+            email=values.get("headers.email", names.email),
+            name=values.get("headers.name", names.name),
+            anonymous_id=values.get("headers.anonymous_id", names.anonymous_id),
+        ),
+        forward_authorization=values.get("headers.forward_authorization", False),
+        forward_gateway_cookie=values.get("headers.forward_gateway_cookie", False),
+        trusted_proxies=values.get("trusted_proxies", ()),
+        cookie_name=values.get("session.cookie_name", defaults.cookie_name),
+        dev_cookie_name=values.get("session.dev_cookie_name", defaults.dev_cookie_name),
+        jwt=jwt_settings,
+        access_log=values.get("log.access", True),
+    )
