@@ -53,8 +53,12 @@ def _wait_for_port(port: int, timeout: float = 10.0) -> bool:
 
 
 def demo_config(gateway_port: int, bot_port: int) -> dict[str, object]:
+    customers = find_examples().parent / "customers.yaml"
     return {
         "mode": "dev",
+        "directory": {"kind": "file", "path": str(customers)},
+        # Codes are printed on this console: the demo's stand-in for SMS and e-mail.
+        "senders": {"email": {"kind": "console"}, "sms": {"kind": "console"}},
         "listen": {"host": "127.0.0.1", "port": gateway_port},
         "upstream": {"url": f"http://127.0.0.1:{bot_port}"},
         "policies_dir": find_policies(),
@@ -115,9 +119,17 @@ def run_demo(gateway_port: int = 8080, bot_port: int = 9000) -> int:
             f"  curl -s {base}/api/chat -H 'Authorization: Bearer {token}' "
             f"-H 'Content-Type: application/json' "
             f'-d \'{{"sender": "mallory", "message": "hello"}}\'\n\n'
-            f"The bot answers with sender 'alice': the gateway overwrote the spoofed sender.\n"
-            f"Without the header the same request gets 401 token_missing; "
-            f"GET {base}/api/account/balance answers 401 otp_required.\n"
+            f"The bot answers with sender 'alice': the gateway overwrote the spoofed sender.\n\n"
+            f"The anonymous visitor's story (a cookie jar keeps the session):\n"
+            f"  J='-s -c /tmp/gw-demo.jar -b /tmp/gw-demo.jar -H Content-Type:application/json'\n"
+            f"  curl $J {base}/api/chat -d '{{\"message\": \"what is my balance?\"}}'\n"
+            f"  curl $J {base}/api/account/balance          # 401 otp_required\n"
+            f"  curl $J {base}/auth/otp/send -d '{{\"user_id\": \"C-1001\"}}'\n"
+            f"  # the code appears on this console (the demo's SMS), then:\n"
+            f"  curl $J {base}/auth/otp/verify -d '{{\"code\": \"<the code>\"}}'\n"
+            f"  curl $J {base}/api/account/balance          # now the balance\n"
+            f"  curl $J -X DELETE {base}/auth/session       # logout\n"
+            f"  curl $J {base}/api/account/balance          # 401 otp_required again\n\n"
             f"Stop with Ctrl-C.\n",
             flush=True,
         )

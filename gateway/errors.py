@@ -11,11 +11,13 @@ bug (CONTRACT §5: a 5xx other than 502/503/504 is a bug).
     │   └── UnsupportedMediaType      415     unsupported_media_type
     ├── PayloadTooLarge               413     payload_too_large
     ├── NotFound                      404     not_found
+    ├── MethodNotAllowed              405     method_not_allowed
     ├── IdentityError                 401
     │   ├── TokenMissing                      token_missing
     │   ├── TokenInvalid                      token_invalid
     │   ├── TokenExpired                      token_expired
-    │   └── SubjectMismatch                   subject_mismatch
+    │   ├── SubjectMismatch                   subject_mismatch (409 on /auth/otp/send)
+    │   └── SessionMissing                    session_missing
     ├── PolicyError
     │   ├── Forbidden                 403     forbidden
     │   ├── OriginForbidden           403     origin_forbidden
@@ -25,6 +27,12 @@ bug (CONTRACT §5: a 5xx other than 502/503/504 is a bug).
     │   ├── UpstreamUnavailable       502     upstream_unavailable
     │   └── UpstreamTimeout           504     upstream_timeout
     ├── StoreUnavailable              503     store_unavailable
+    ├── OtpError
+    │   ├── OtpLocked                 429     otp_locked
+    │   └── UnknownUser               404     unknown_user (opt-in only)
+    ├── DeliveryError                 (internal: directory or sender failed; never shown as is)
+    │   ├── DirectoryError
+    │   └── SendError
     └── ConfigError                   (not an HTTP error: start-up and policy validation)
         └── PolicyLoadError
 
@@ -103,6 +111,12 @@ class NotFound(GatewayError):
     default_message = "No such gateway endpoint."
 
 
+class MethodNotAllowed(GatewayError):
+    status = 405
+    code = "method_not_allowed"
+    default_message = "This gateway endpoint does not accept this method."
+
+
 class IdentityError(GatewayError):
     status = 401
 
@@ -130,6 +144,18 @@ class SubjectMismatch(IdentityError):
     default_message = "The token's user differs from the session's user; log out first."
 
 
+class SubjectConflict(SubjectMismatch):
+    """An authenticated session asked for a code for somebody else (CONTRACT §3: 409)."""
+
+    status = 409
+    default_message = "A code can only be requested for your own user id."
+
+
+class SessionMissing(IdentityError):
+    code = "session_missing"
+    default_message = "There is no session; sign in first."
+
+
 class PolicyError(GatewayError):
     status = 403
 
@@ -153,6 +179,12 @@ class OtpRequired(PolicyError):
         REALM + ', error="insufficient_user_authentication", '
         'error_description="a verified one-time code is required", acr_values="otp"'
     )
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        # Where the client steps up (CONTRACT §5: otp_required comes with both URLs).
+        self.extra.setdefault("send", "/auth/otp/send")
+        self.extra.setdefault("verify", "/auth/otp/verify")
 
 
 class RateLimited(GatewayError):
@@ -184,6 +216,38 @@ class StoreUnavailable(GatewayError):
     def __init__(self, message: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.headers.setdefault("Retry-After", "5")
+
+
+class OtpError(GatewayError):
+    status = 400
+
+
+class OtpLocked(OtpError):
+    status = 429
+    code = "otp_locked"
+    default_message = "Too many wrong codes; request a new code later."
+
+
+class UnknownUser(OtpError):
+    status = 404
+    code = "unknown_user"
+    default_message = "No contact is known for this user."
+
+
+class DeliveryError(GatewayError):
+    """The directory or a sender failed. Logged with a reason; the client sees a uniform answer."""
+
+    status = 503
+    code = "delivery_failed"
+    default_message = "The code could not be sent; retry later."
+
+
+class DirectoryError(DeliveryError):
+    pass
+
+
+class SendError(DeliveryError):
+    pass
 
 
 class ConfigError(GatewayError):

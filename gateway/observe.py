@@ -13,6 +13,7 @@ What is logged is chosen here and nowhere else: the canonical path without its q
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import sys
@@ -109,3 +110,8 @@ def configure_logging(level: str = "info") -> None:
 def audit(event: str, **fields: Any) -> None:
     """An audit event: who did what, never with a secret (callers pass masked values only)."""
     logging.getLogger("gateway.audit").info(event, extra={"event": {"audit": event, **fields}})
+
+
+def user_hash(user_id: str) -> str:
+    """A short, stable pseudonym for logs: events of one user can be joined, not read."""
+    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:16]

@@ -24,6 +24,8 @@ import yaml
 
 from gateway.errors import ConfigError
 from gateway.identity.jwt_config import IssuerConfig, JwksConfig, JWTSettings, KeyConfig
+from gateway.otp.model import LANGUAGES
+from gateway.otp.service import OtpSettings
 from gateway.rewrite.headers import HeaderNames
 from gateway.yamlio import describe_yaml_error, load_yaml
 
@@ -39,6 +41,9 @@ class UpstreamSettings:
     read_timeout: float = 60.0
     body_timeout: float = 300.0
     max_idle: int = 256
+    # Below the keep-alive timeout of common backends (uvicorn and Node.js close idle
+    # connections after 5 s), so the gateway retires a connection before the backend does.
+    idle_ttl: float = 4.0
 
     @property
     def host(self) -> str:
@@ -51,6 +56,35 @@ class UpstreamSettings:
     @property
     def host_header(self) -> str:
         return urlsplit(self.url).netloc
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    """Who users are (directory) and how codes reach them (senders); secrets already read."""
+
+    directory_kind: str = "none"
+    directory_path: str | None = None
+    directory_url: str | None = None
+    directory_auth_header: str | None = None
+    directory_auth_value: str | None = None
+    directory_timeout: float = 3.0
+    email_kind: str = "none"
+    email_from: str | None = None
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    sms_kind: str = "none"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    webhook_url: str | None = None
+    webhook_auth_header: str | None = None
+    webhook_auth_value: str | None = None
+    product: str = "Chat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +103,13 @@ class Settings:
     dev_cookie_name: str = "gw_session"
     jwt: JWTSettings = field(default_factory=JWTSettings)
     access_log: bool = True
+    store_url: str = "memory://"
+    idle_timeout: int = 30 * 60
+    absolute_timeout: int = 24 * 60 * 60
+    allowed_origins: tuple[str, ...] = ()
+    otp: OtpSettings = field(default_factory=OtpSettings)
+    otp_hash_key: bytes | None = None
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
 
     @property
     def dev(self) -> bool:
@@ -77,6 +118,11 @@ class Settings:
     @property
     def gateway_cookie_names(self) -> tuple[str, str]:
         return (self.cookie_name, self.dev_cookie_name)
+
+    @property
+    def session_cookie_name(self) -> str:
+        """``__Host-`` needs Secure, which plain-http dev mode cannot set."""
+        return self.dev_cookie_name if self.dev else self.cookie_name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,6 +219,32 @@ def _cidrs(value: Any) -> tuple[str, ...]:
     return tuple(result)
 
 
+def _origins(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError
+    result = []
+    for item in items:
+        parts = urlsplit(str(item).strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ValueError
+        result.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(result)
+
+
+def _store_url(value: Any) -> str:
+    text = _text(value)
+    if urlsplit(text).scheme not in ("memory", "redis", "rediss"):
+        raise ValueError
+    return text
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+_CONSOLE_NOTE = " (console only in dev mode)"
+
 SCALARS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "mode": ("one of 'production', 'dev'", _choice(*MODES)),
     "listen.host": ("a host name or address", _text),
@@ -182,6 +254,7 @@ SCALARS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "upstream.read_timeout": ("a positive number of seconds", _positive_float),
     "upstream.body_timeout": ("a positive number of seconds", _positive_float),
     "upstream.max_idle": ("a positive integer", _positive_int),
+    "upstream.idle_ttl": ("a positive number of seconds", _positive_float),
     "policies_dir": ("a directory path", _text),
     "limits.max_body_bytes": ("a positive integer (bytes)", _positive_int),
     "headers.user_id": ("a header name", _header_name),
@@ -197,8 +270,59 @@ SCALARS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "jwt.leeway": ("a non-negative integer (seconds)", _non_negative_int),
     "jwt.cache_size": ("a positive integer", _positive_int),
     "log.access": ("true or false", _bool),
+    "store.url": ("a store URL: memory://, redis://… or rediss://…", _store_url),
+    "session.idle_timeout": ("a positive number of seconds", _positive_int),
+    "session.absolute_timeout": ("a positive number of seconds", _positive_int),
+    "session.allowed_origins": ("a list of origins like https://chat.example", _origins),
+    "otp.code_ttl": ("a positive number of seconds", _positive_int),
+    "otp.max_attempts": ("a positive integer", _positive_int),
+    "otp.max_failures_per_hour": ("a positive integer", _positive_int),
+    "otp.resend_cooldown": ("a non-negative integer (seconds)", _non_negative_int),
+    "otp.max_sends_per_hour": ("a positive integer", _positive_int),
+    "otp.ip_send_limit": ("a positive integer", _positive_int),
+    "otp.ip_verify_limit": ("a positive integer", _positive_int),
+    "otp.ip_window": ("a positive number of seconds", _positive_int),
+    "otp.elevation_ttl": ("a positive number of seconds", _positive_int),
+    "otp.reveal_unknown_users": ("true or false", _bool),
+    "otp.default_language": ("one of " + ", ".join(f"'{x}'" for x in LANGUAGES),
+                             _choice(*LANGUAGES)),
+    "otp.product": ("a product name for messages", _text),
+    "directory.kind": ("one of 'file', 'http', 'none'", _choice("file", "http", "none")),
+    "directory.path": ("a YAML or CSV file path", _text),
+    "directory.url": ("a URL template with {user_id}", _text),
+    "directory.auth_header": ("a header name", _header_name),
+    "directory.timeout": ("a positive number of seconds", _positive_float),
+    "senders.email.kind": ("one of 'smtp', 'console', 'none'" + _CONSOLE_NOTE,
+                           _choice("smtp", "console", "none")),
+    "senders.email.from": ("an e-mail address", _text),
+    "senders.email.host": ("a host name or address", _text),
+    "senders.email.port": ("a port number (1-65535)", _port),
+    "senders.email.username": ("a user name", _optional_text),
+    "senders.email.starttls": ("true or false", _bool),
+    "senders.email.use_tls": ("true or false", _bool),
+    "senders.sms.kind": ("one of 'twilio', 'webhook', 'console', 'none'" + _CONSOLE_NOTE,
+                         _choice("twilio", "webhook", "console", "none")),
+    "senders.sms.account_sid": ("a Twilio account SID", _text),
+    "senders.sms.from": ("an E.164 sender number", _text),
+    "senders.sms.messaging_service_sid": ("a Twilio messaging service SID", _text),
+    "senders.sms.url": ("an https:// URL", _text),
+    "senders.sms.auth_header": ("a header name", _header_name),
 }
-SECTIONS = {"listen", "upstream", "limits", "headers", "session", "jwt", "log"}
+# Secrets: each is read from ``<option>_env`` (a variable's name) or ``<option>_file``.
+SECRETS = (
+    "otp.hash_key",
+    "directory.auth_value",
+    "senders.email.password",
+    "senders.sms.auth_token",
+    "senders.sms.auth_value",
+)
+for _secret_option in SECRETS:
+    SCALARS[_secret_option + "_env"] = ("the name of an environment variable", _text)
+    SCALARS[_secret_option + "_file"] = ("a readable file path", _text)
+SECTIONS = {
+    "listen", "upstream", "limits", "headers", "session", "jwt", "log", "store", "otp",
+    "directory", "senders",
+}
 ISSUER_KEYS = {
     "issuer",
     "audience",
@@ -268,26 +392,33 @@ def load_settings(
     secret_envs = _secret_env_names(raw)
     _read_env(env, values, errors, secret_envs)
     jwt_settings = _jwt_settings(raw.get("jwt") or {}, source, values, env, errors)
+    secrets = _secrets(values, env, source, errors)
+    _check_delivery(values, secrets, source, errors)
     if errors.errors:
         raise ConfigError(errors.errors)
-    return _build(values, jwt_settings)
+    return _build(values, jwt_settings, secrets)
 
 
 def _read_yaml_scalars(
-    raw: Mapping[str, Any], source: str, values: dict[str, Any], errors: _Collector
+    raw: Mapping[str, Any], source: str, values: dict[str, Any], errors: _Collector,
+    prefix: str = "",
 ) -> None:
     for key, value in raw.items():
-        if key in SECTIONS:
+        dotted = f"{prefix}{key}"
+        if dotted == "jwt.issuers":
+            continue  # read by _jwt_settings
+        if dotted in SECTIONS or dotted in ("senders.email", "senders.sms"):
             if not isinstance(value, dict):
-                errors.bad(source, key, "a mapping of options", value)
+                errors.bad(source, dotted, "a mapping of options", value)
                 continue
-            for sub, sub_value in value.items():
-                dotted = f"{key}.{sub}"
-                if key == "jwt" and sub in ("issuers",):
-                    continue
-                _put(dotted, sub_value, source, values, errors)
+            _read_yaml_scalars(value, source, values, errors, prefix=dotted + ".")
+        elif dotted in SECRETS:
+            errors.errors.append(
+                f"{source}: option '{dotted}' is not allowed: secrets never live in the config "
+                f"file; use '{key}_env' (an environment variable) or '{key}_file'"
+            )
         else:
-            _put(str(key), value, source, values, errors)
+            _put(dotted, value, source, values, errors)
 
 
 def _put(dotted: str, value: Any, source: str, values: dict[str, Any], errors: _Collector) -> None:
@@ -311,6 +442,17 @@ def _secret_env_names(raw: Mapping[str, Any]) -> set[str]:
         for key in keys if isinstance(keys, list) else []:
             if isinstance(key, dict) and isinstance(key.get("secret_env"), str):
                 names.add(key["secret_env"])
+    return names | _delivery_env_names(raw)
+
+
+def _delivery_env_names(raw: Mapping[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for option in SECRETS:
+        node: Any = raw
+        for part in (option + "_env").split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, str):
+            names.add(node)
     return names
 
 
@@ -500,15 +642,86 @@ def _jwks(raw: Any, where: str, source: str, errors: _Collector) -> JwksConfig |
     return JwksConfig(url=url, algorithms=tuple(algorithms))
 
 
+def _secrets(
+    values: Mapping[str, Any], env: Mapping[str, str], source: str, errors: _Collector
+) -> dict[str, str]:
+    """Read every configured secret from its environment variable or file."""
+    found: dict[str, str] = {}
+    for option in SECRETS:
+        env_option, file_option = option + "_env", option + "_file"
+        if env_option in values:
+            value = env.get(values[env_option])
+            if not value:
+                errors.bad(source, env_option, "the name of a set environment variable",
+                           values[env_option])
+            else:
+                found[option] = value
+        elif file_option in values:
+            data = _read_file(values[file_option], file_option, source, errors, strip=True)
+            if data is not None:
+                found[option] = data.decode("utf-8", "replace")
+    return found
+
+
+_REQUIRED_BY_KIND = {
+    ("directory.kind", "file"): ("directory.path",),
+    ("directory.kind", "http"): ("directory.url",),
+    ("senders.email.kind", "smtp"): ("senders.email.from",),
+    ("senders.sms.kind", "twilio"): ("senders.sms.account_sid", "senders.sms.auth_token"),
+    ("senders.sms.kind", "webhook"): ("senders.sms.url",),
+}
+
+
+def _check_delivery(
+    values: Mapping[str, Any], secrets: Mapping[str, str], source: str, errors: _Collector
+) -> None:
+    mode = values.get("mode", "production")
+    for kind_option in ("senders.email.kind", "senders.sms.kind"):
+        if values.get(kind_option) == "console" and mode != "dev":
+            # The console sender prints codes: a development aid that must never run in front
+            # of real users.
+            errors.bad(source, kind_option, "'console' only in dev mode (mode: dev)", "console")
+    for (kind_option, kind), required in _REQUIRED_BY_KIND.items():
+        if values.get(kind_option) != kind:
+            continue
+        for option in required:
+            if option not in values and option not in secrets:
+                shown = option + ("_env" if option in SECRETS else "")
+                errors.bad(source, shown, f"set when '{kind_option}' is '{kind}'", None)
+    if values.get("senders.sms.kind") == "twilio" and not (
+        "senders.sms.from" in values or "senders.sms.messaging_service_sid" in values
+    ):
+        errors.bad(source, "senders.sms.from",
+                   "set (or 'messaging_service_sid') when 'senders.sms.kind' is 'twilio'", None)
+    if "directory.url" in values and "{user_id}" not in values["directory.url"]:
+        errors.bad(source, "directory.url", "a URL template with {user_id}",
+                   values["directory.url"])
+
+
 def _quoted(items: tuple[str, ...]) -> str:
     return ", ".join(f"'{item}'" for item in items)
 
 
-def _build(values: Mapping[str, Any], jwt_settings: JWTSettings) -> Settings:
+def _build(
+    values: Mapping[str, Any], jwt_settings: JWTSettings, secrets: Mapping[str, str]
+) -> Settings:
     defaults = Settings()
     up = UpstreamSettings()
     names = HeaderNames()
+    otp_defaults = OtpSettings()
+    otp = OtpSettings(**{
+        name: values.get(f"otp.{name}", getattr(otp_defaults, name))
+        for name in OtpSettings.__dataclass_fields__
+    })
+    hash_key = secrets.get("otp.hash_key")
     return Settings(
+        store_url=values.get("store.url", defaults.store_url),
+        idle_timeout=values.get("session.idle_timeout", defaults.idle_timeout),
+        absolute_timeout=values.get("session.absolute_timeout", defaults.absolute_timeout),
+        allowed_origins=values.get("session.allowed_origins", ()),
+        otp=otp,
+        otp_hash_key=hash_key.encode("utf-8") if hash_key else None,
+        delivery=_delivery(values, secrets),
         mode=values.get("mode", defaults.mode),
         listen_host=values.get("listen.host", defaults.listen_host),
         listen_port=values.get("listen.port", defaults.listen_port),
@@ -518,6 +731,7 @@ def _build(values: Mapping[str, Any], jwt_settings: JWTSettings) -> Settings:
             read_timeout=values.get("upstream.read_timeout", up.read_timeout),
             body_timeout=values.get("upstream.body_timeout", up.body_timeout),
             max_idle=values.get("upstream.max_idle", up.max_idle),
+            idle_ttl=values.get("upstream.idle_ttl", up.idle_ttl),
         ),
         policies_dir=values.get("policies_dir", defaults.policies_dir),
         max_body_bytes=values.get("limits.max_body_bytes", defaults.max_body_bytes),
@@ -535,4 +749,33 @@ def _build(values: Mapping[str, Any], jwt_settings: JWTSettings) -> Settings:
         dev_cookie_name=values.get("session.dev_cookie_name", defaults.dev_cookie_name),
         jwt=jwt_settings,
         access_log=values.get("log.access", True),
+    )
+
+
+def _delivery(values: Mapping[str, Any], secrets: Mapping[str, str]) -> DeliverySettings:
+    d = DeliverySettings()
+    return DeliverySettings(
+        directory_kind=values.get("directory.kind", d.directory_kind),
+        directory_path=values.get("directory.path"),
+        directory_url=values.get("directory.url"),
+        directory_auth_header=values.get("directory.auth_header"),
+        directory_auth_value=secrets.get("directory.auth_value"),
+        directory_timeout=values.get("directory.timeout", d.directory_timeout),
+        email_kind=values.get("senders.email.kind", d.email_kind),
+        email_from=values.get("senders.email.from"),
+        smtp_host=values.get("senders.email.host", d.smtp_host),
+        smtp_port=values.get("senders.email.port", d.smtp_port),
+        smtp_username=values.get("senders.email.username"),
+        smtp_password=secrets.get("senders.email.password"),
+        smtp_starttls=values.get("senders.email.starttls", False),
+        smtp_use_tls=values.get("senders.email.use_tls", False),
+        sms_kind=values.get("senders.sms.kind", d.sms_kind),
+        twilio_account_sid=values.get("senders.sms.account_sid"),
+        twilio_auth_token=secrets.get("senders.sms.auth_token"),
+        twilio_from=values.get("senders.sms.from"),
+        twilio_messaging_service_sid=values.get("senders.sms.messaging_service_sid"),
+        webhook_url=values.get("senders.sms.url"),
+        webhook_auth_header=values.get("senders.sms.auth_header"),
+        webhook_auth_value=secrets.get("senders.sms.auth_value"),
+        product=values.get("otp.product", d.product),
     )

@@ -19,15 +19,15 @@ from gateway.errors import (
     BadRequest,
     Forbidden,
     GatewayError,
-    IdentityError,
     NotFound,
     PayloadTooLarge,
+    StoreUnavailable,
     UpstreamUnavailable,
     render,
 )
 from gateway.forward.upstream import UpstreamPool, UpstreamResponse
 from gateway.identity.model import Identity
-from gateway.identity.resolver import Resolver, read_credentials
+from gateway.identity.resolver import Resolution, Resolver
 from gateway.observe import RequestLog
 from gateway.policy.decide import decide
 from gateway.policy.model import PolicySet, Rule
@@ -67,7 +67,9 @@ class HttpProxy:
         pool: UpstreamPool,
         request_log: RequestLog,
         max_body_bytes: int,
+        control: Any = None,
     ) -> None:
+        self.control = control
         self.policies = policies
         self.resolver = resolver
         self.rewriter = rewriter
@@ -122,7 +124,12 @@ class HttpProxy:
         info.path = path
         if path == "/auth" or path.startswith("/auth/"):
             # The reserved prefix is the gateway's own; nothing under it is ever forwarded.
-            raise NotFound()
+            info.rule, info.decision = "/auth", "control"
+            if self.control is None:
+                raise NotFound()
+            scope["gateway.path"] = path
+            await self.control(scope, receive, send)
+            return
         method: str = info.method
         rule = self.policies.match(method, path, False)
         info.rule = rule.name if rule is not None else None
@@ -130,14 +137,14 @@ class HttpProxy:
         shadow = rule is not None and rule.mode == "shadow"
         headers: list[tuple[bytes, bytes]] = scope["headers"]
 
-        identity = await self._identify(headers, require, shadow, info)
-        refusal = self._refusal(require, identity, info)
+        resolution = await self._identify(scope, headers, require, shadow, info)
+        identity: Identity | GatewayError | None = resolution.error or resolution.identity
+        refusal = self._refusal(require, identity)
         if refusal is not None:
             if not shadow:
                 raise refusal
             info.decision = "shadow-allow"
             # A shadow rule only observes: the request passes with whatever identity is valid.
-            identity = identity if isinstance(identity, Identity) else None
         else:
             info.decision = "allow"
         trusted = identity if isinstance(identity, Identity) else None
@@ -160,29 +167,45 @@ class HttpProxy:
             method.encode("ascii"), target, upstream_headers, body, content_length=content_length
         )
         info.upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 3)
-        await _relay(response, receive, send)
+        await _relay(response, receive, send, resolution.set_cookie)
 
     async def _identify(
-        self, headers: list[tuple[bytes, bytes]], require: str, shadow: bool, info: RequestInfo
-    ) -> Identity | IdentityError | None:
+        self,
+        scope: Scope,
+        headers: list[tuple[bytes, bytes]],
+        require: str,
+        shadow: bool,
+        info: RequestInfo,
+    ) -> Resolution:
         if require == "deny" and not shadow:
-            return None
-        credentials = read_credentials(headers)
-        result = await self.resolver.resolve(credentials)
-        if isinstance(result, IdentityError):
-            info.reason = result.reason
+            return Resolution()
+        try:
+            resolution = await self.resolver.resolve(
+                headers,
+                method=info.method,
+                scheme=scope.get("scheme", "http"),
+                # Only an enforced anonymous rule hands out sessions; a shadow rule observes.
+                create_anonymous=require == "anonymous" and not shadow,
+            )
+        except StoreUnavailable:
+            if require == "public":
+                # A public route needs no identity, so an unreachable store costs it nothing.
+                return Resolution()
+            raise
+        if resolution.error is not None:
+            info.reason = resolution.error.reason
             if require == "public":
                 # Public routes ignore bad credentials instead of refusing them (CONTRACT §4).
-                return None
-        return result
+                return Resolution()
+        return resolution
 
     @staticmethod
     def _refusal(
-        require: str, identity: Identity | IdentityError | None, info: RequestInfo
+        require: str, identity: Identity | GatewayError | None
     ) -> GatewayError | None:
         if require == "deny":
             return Forbidden()
-        if isinstance(identity, IdentityError):
+        if isinstance(identity, GatewayError):
             return identity
         decision = decide(require, identity.level if identity is not None else None)
         if decision.allowed:
@@ -264,16 +287,17 @@ async def _stream_body(first: bytes, receive: Any) -> AsyncIterator[bytes]:
             return
 
 
-async def _relay(response: UpstreamResponse, receive: Any, send: Any) -> None:
+async def _relay(
+    response: UpstreamResponse, receive: Any, send: Any, set_cookie: bytes | None = None
+) -> None:
     """Stream the upstream response to the client, each piece as soon as it arrives."""
     try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": response_headers(response.headers),
-            }
-        )
+        headers = response_headers(response.headers)
+        if set_cookie is not None:
+            # The session changed while resolving (created or upgraded): the client learns
+            # its new cookie on the backend's response.
+            headers.append((b"set-cookie", set_cookie))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         if not response.has_body:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return

@@ -301,7 +301,7 @@ class UpstreamConnection(asyncio.Protocol):
                 pending = b""
                 self.transport.write(data)
                 if self._write_paused:
-                    pass
+                    await self._drain()
                     if self.state != WAITING:
                         break
             else:

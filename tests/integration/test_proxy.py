@@ -66,7 +66,6 @@ def test_email_is_forwarded_only_when_verified(
         ("/api/things", "GET", 401, "token_missing"),
         ("/admin/users", "GET", 403, "forbidden"),
         ("/not/in/any/rule", "GET", 403, "forbidden"),
-        ("/anon/chat", "GET", 401, "token_missing"),
         ("/api/account/balance", "GET", 401, "otp_required"),
     ],
 )

@@ -1,0 +1,1 @@
+"""Step-up with one-time codes: directory look-up, senders, the OTP rules."""

@@ -1,0 +1,1 @@
+"""Where shared state lives: sessions, OTP challenges, counters, links (memory or Redis)."""

@@ -1,0 +1,87 @@
+"""Store factories for the contract suite: every backend runs the same tests.
+
+A backend is one entry in ``BACKENDS``: a generator that yields a :class:`StoreFactory` and
+cleans up after the test. Adding Redis is one line there (plus its generator). ``advance``
+moves time: the memory store moves a fake clock, and a real-time backend may sleep, which is
+why the suite only ever moves time by about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from gateway.stores.base import Store
+from gateway.stores.memory import MemoryStore
+
+Advance = Callable[[float], Awaitable[None]]
+Scenario = Callable[[Store], Awaitable[None]]
+
+
+class FakeClock:
+    """A clock the test moves by hand, so expiry needs no sleeping."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass(frozen=True)
+class StoreFactory:
+    name: str
+    make: Callable[[], Store]
+    advance: Advance
+    # True when ``advance`` is free (a fake clock), so a test may jump a year.
+    fake_clock: bool
+
+    def __call__(self) -> Store:
+        return self.make()
+
+
+def _memory() -> Iterator[StoreFactory]:
+    clock = FakeClock()
+
+    async def advance(seconds: float) -> None:
+        clock.advance(seconds)
+
+    yield StoreFactory("memory", lambda: MemoryStore(clock=clock), advance, fake_clock=True)
+
+
+BACKENDS: dict[str, Callable[[], Iterator[StoreFactory]]] = {
+    "memory": _memory,
+}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def store_factory(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    yield from BACKENDS[request.param]()
+
+
+@pytest.fixture
+def advance(store_factory: StoreFactory) -> Advance:
+    return store_factory.advance
+
+
+@pytest.fixture
+def run_store(store_factory: StoreFactory) -> Callable[[Scenario], None]:
+    """Run an async scenario against a fresh store in its own event loop, then close it."""
+
+    def run(scenario: Scenario) -> None:
+        async def main() -> None:
+            store = store_factory()
+            try:
+                await scenario(store)
+            finally:
+                await store.aclose()
+
+        asyncio.run(main())
+
+    return run
