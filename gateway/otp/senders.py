@@ -115,10 +115,10 @@ class SmtpSender:
         mail["Subject"] = subject or ""
         mail["Date"] = formatdate(usegmt=True)
         mail["Message-ID"] = make_msgid(domain=self._envelope_from.rpartition("@")[2])
-        mail["Content-Language"] = language
         mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies, please.
         # Quoted-printable keeps the body 7-bit, so no relay on the way has to re-encode it.
         mail.set_content(text, charset="utf-8", cte="quoted-printable")
+        mail["Content-Language"] = language  # After set_content, which drops Content-* headers.
         await asyncio.to_thread(self._deliver, mail, message.destination)
         log.info("one-time code sent by e-mail to %s", mask(message.destination))
 

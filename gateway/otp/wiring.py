@@ -46,6 +46,7 @@ def build_senders(settings: DeliverySettings, client: httpx.AsyncClient) -> dict
             from_number=settings.twilio_from,
             messaging_service_sid=settings.twilio_messaging_service_sid,
             client=client,
+            product=settings.product,
         )
     elif settings.sms_kind == "webhook" and settings.webhook_url:
         senders["sms"] = WebhookSmsSender(
@@ -53,6 +54,7 @@ def build_senders(settings: DeliverySettings, client: httpx.AsyncClient) -> dict
             client=client,
             auth_header=settings.webhook_auth_header,
             auth_value=settings.webhook_auth_value,
+            product=settings.product,
         )
     elif settings.sms_kind == "console":
         senders["sms"] = ConsoleSender("sms")

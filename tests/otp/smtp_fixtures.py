@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
-from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -48,7 +47,7 @@ class Collector:
 
     received: list[Received] = field(default_factory=list)
 
-    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
@@ -58,7 +57,8 @@ class Collector:
                 rcpt_tos=list(envelope.rcpt_tos),
                 message=message,
                 authenticated=bool(session.authenticated),
-                tls=session.ssl is not None,
+                tls=server.transport is not None
+                and server.transport.get_extra_info("ssl_object") is not None,
             )
         )
         return "250 Message accepted for delivery"
@@ -89,14 +89,15 @@ def password_authenticator(login: str, password: str) -> Callable[..., AuthResul
     """An aiosmtpd authenticator accepting exactly one login/password pair."""
 
     def authenticate(
-        server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
     ) -> AuthResult:
         ok = (
             isinstance(auth_data, LoginPassword)
             and auth_data.login == login.encode()
             and auth_data.password == password.encode()
         )
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd answers 535 itself (True would mean "I already replied").
+        return AuthResult(success=ok, handled=False)
 
     return authenticate
 
