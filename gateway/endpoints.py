@@ -184,7 +184,7 @@ class AuthEndpoints:
             await self.sessions.destroy(session)
             identity = session.record.identity(self._now(),
                                                self.sessions.settings.absolute_timeout)
-            audit("logout", user=user_hash(identity.user_id), level=identity.level)
+            audit("logout", user=user_hash(identity.user_id), auth_level=identity.level)
         response = Response(status_code=204)
         response.raw_headers.append((b"set-cookie", self.sessions.clear_cookie()))
         return response

@@ -87,7 +87,8 @@ class JsonFormatter(logging.Formatter):
         }
         event = getattr(record, "event", None)
         if isinstance(event, dict):
-            payload.update(event)
+            # Event fields add to the line; they never replace its own time, type or level.
+            payload.update({k: v for k, v in event.items() if k not in payload})
         if record.exc_info and record.exc_info[0] is not None:
             # The exception type only: a traceback may quote request data.
             payload["exception"] = record.exc_info[0].__name__
