@@ -13,32 +13,44 @@ from typing import Any
 
 import httpx
 
+from gateway.assertion import JWKS_PATH, AssertionSigner, jwks_handler
 from gateway.endpoints import AuthEndpoints
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StoreUnavailable
 from gateway.forward.http import HttpProxy
 from gateway.forward.upstream import UpstreamPool
+from gateway.forward.websocket import WebSocketBridge
 from gateway.identity.jwt import JWTVerifier
 from gateway.identity.resolver import Resolver
 from gateway.identity.session import SessionManager, SessionSettings
-from gateway.observe import RequestLog
+from gateway.metrics import Metrics
+from gateway.observe import RequestLog, configure_user_ids
+from gateway.otp.metered import MeteredOtpService
 from gateway.otp.service import OtpService
 from gateway.otp.wiring import build_directory, build_senders
 from gateway.policy.loader import load_policies
 from gateway.policy.model import PolicySet
+from gateway.policy.reload import PolicyReloader
 from gateway.rewrite.headers import HeaderRewriter
 from gateway.settings import Settings
 from gateway.stores.base import Clock, Store
 from gateway.stores.memory import MemoryStore
+from gateway.stores.redis import RedisStore
 
 log = logging.getLogger("gateway")
 
 
 def build_store(settings: Settings, clock: Clock) -> Store:
-    if settings.store_url.startswith("memory://"):
+    """The store named by ``store.url``: memory:// (one process) or redis:// / rediss://."""
+    scheme = settings.store_url.partition("://")[0]
+    if scheme == "memory":
         return MemoryStore(clock=clock)
+    if scheme in ("redis", "rediss"):
+        # Redis keeps time itself (native TTLs), so ``clock`` does not apply to it.
+        return RedisStore(settings.store_url, prefix=settings.store_prefix,
+                          timeout=settings.store_timeout)
     raise ConfigError([
-        f"store: option 'store.url' must be memory:// in this version but it's configured as "
-        f"'{settings.store_url.split('@')[-1]}'"
+        f"store: option 'store.url' must be memory://, redis://… or rediss://… but it's "
+        f"configured as '{scheme}://…'"
     ])
 
 
@@ -50,6 +62,14 @@ class GatewayApp:
         self.settings = settings
         self.policies = policies
         self.clock = clock
+        # Per app, not prometheus-client's global registry: tests build several apps.
+        self.metrics = Metrics()
+        self.metrics.policy_rules.set(len(policies.rules))
+        self.reloader = PolicyReloader(settings.policies_dir, self.set_policies, self.metrics)
+        ops = settings.ops
+        configure_user_ids(ops.log_user_id, ops.user_hash_salt)
+        self.assertion = (AssertionSigner(ops.assertion, clock=clock)
+                          if ops.assertion.enabled else None)
         # One shared client for every control-plane call (JWKS, CRM, SMS APIs).
         self.http_client = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
         self.verifier = JWTVerifier(settings.jwt, http_client=self.http_client, clock=clock)
@@ -65,10 +85,12 @@ class GatewayApp:
             clock=clock,
         )
         self.resolver = Resolver(
-            self.verifier, self.sessions, allowed_origins=frozenset(settings.allowed_origins)
+            self.verifier, self.sessions, allowed_origins=frozenset(settings.allowed_origins),
+            on_token_error=self.metrics.jwt_failure,
         )
         self.otp = self._build_otp()
-        self.endpoints = AuthEndpoints(self.resolver, self.otp)
+        self.endpoints = AuthEndpoints(self.resolver, self.otp, extra={
+            (JWKS_PATH, "GET"): jwks_handler(self.assertion)})
         self.request_log = RequestLog(enabled=settings.access_log)
         upstream = settings.upstream
         self.pool = UpstreamPool(
@@ -87,6 +109,7 @@ class GatewayApp:
             forward_authorization=settings.forward_authorization,
             forward_gateway_cookie=settings.forward_gateway_cookie,
             trusted_proxies=settings.trusted_proxies,
+            also_strip=(ops.assertion.header,),
         )
         self.http = HttpProxy(
             policies=policies,
@@ -96,6 +119,18 @@ class GatewayApp:
             request_log=self.request_log,
             max_body_bytes=settings.max_body_bytes,
             control=self.endpoints,
+            metrics=self.metrics.requests,
+            assertion=self.assertion,
+        )
+        self.websocket = WebSocketBridge(
+            # Read through the HTTP proxy so a policy reload reaches both at once.
+            policies=lambda: self.http.policies,
+            resolver=self.resolver,
+            rewriter=self.rewriter,
+            upstream_url=upstream.url,
+            request_log=self.request_log,
+            max_message_bytes=settings.max_ws_message_bytes,
+            allowed_origins=frozenset(settings.allowed_origins),
         )
 
     def _build_otp(self) -> OtpService | None:
@@ -106,25 +141,17 @@ class GatewayApp:
         # The code hash key must be shared by every replica; one process on the memory store
         # can make its own, since its challenges die with it anyway.
         hash_key = self.settings.otp_hash_key or secrets.token_bytes(32)
-        return OtpService(self.settings.otp, self.store, directory, senders, hash_key,
-                          clock=self.clock)
+        return MeteredOtpService(self.settings.otp, self.store, directory, senders, hash_key,
+                                 clock=self.clock, metrics=self.metrics)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
             await self.http(scope, receive, send)
         elif kind == "websocket":
-            await self._refuse_websocket(receive, send)
+            await self.websocket(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
-
-    @staticmethod
-    async def _refuse_websocket(receive: Any, send: Any) -> None:
-        # The WebSocket bridge with per-message re-authorization is not built yet; until it is,
-        # every handshake is refused before the upgrade (uvicorn answers 403).
-        message = await receive()
-        if message["type"] == "websocket.connect":
-            await send({"type": "websocket.close", "code": 1008})
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -141,9 +168,31 @@ class GatewayApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def ready(self) -> list[str]:
+        """What keeps this process from serving requests now (empty when ready), for /readyz."""
+        problems: list[str] = []
+        try:
+            await self.store.ping()
+        except StoreUnavailable:
+            problems.append("store: the session store is unreachable")
+        return problems
+
+    def set_policies(self, policies: PolicySet) -> None:
+        """Swap the active policy set (hot reload). One assignment on the event loop: a request
+        in flight keeps the rule it matched, the next one sees the new set."""
+        self.policies = policies
+        self.http.policies = policies
+        self.metrics.policy_rules.set(len(policies.rules))
+
     async def startup(self) -> None:
         self.request_log.start()
+        self.reloader.start()
         await self.verifier.start()
+        # A store that is down at start is not fatal: Redis may come back, and until it does
+        # requests that need it get 503 (and /readyz says why) instead of a crash loop.
+        for problem in await self.ready():
+            log.warning("gateway starting without its store",
+                        extra={"event": {"problem": problem}})
         log.info(
             "gateway ready",
             extra={
@@ -156,6 +205,7 @@ class GatewayApp:
         )
 
     async def shutdown(self) -> None:
+        await self.reloader.stop()
         if self.otp is not None:
             await self.otp.drain()
         await self.pool.aclose()

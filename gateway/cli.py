@@ -1,9 +1,11 @@
-"""The ``gateway`` command: run, demo, policies, token (CONTRACT §9)."""
+"""The ``gateway`` command: run, demo, policies, token, users (CONTRACT §9)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -11,8 +13,9 @@ from typing import Any
 
 import jwt
 
-from gateway.errors import BadRequest, ConfigError
+from gateway.errors import BadRequest, ConfigError, StoreUnavailable
 from gateway.settings import HMAC_ALGS, Settings, load_settings
+from gateway.stores.redis import describe_url
 
 
 def _fail(error: ConfigError) -> int:
@@ -33,14 +36,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         return _fail(error)
     configure_logging(args.log_level)
+    if settings.workers > 1:
+        from gateway.asgi import serve_workers
+
+        # Every worker process reads the configuration again, from the same file.
+        if args.config:
+            os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
+        serve_workers(app, host=settings.listen_host, port=settings.listen_port,
+                      workers=settings.workers, log_level=args.log_level)
+        return 0
     serve(app, host=settings.listen_host, port=settings.listen_port)
+    return 0
+
+
+MEMORY_USERS_ERROR = (
+    "gateway users needs the Redis store: with store.url memory:// every session lives inside "
+    "the running gateway process, which this command cannot reach. Run the gateway with "
+    "store.url (or GATEWAY_STORE_URL) set to redis://… and give this command the same setting."
+)
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """``users show|forget ID``: read or erase what the store keeps about a user (GDPR)."""
+    from gateway.identity.model import is_valid_user_id
+    from gateway.observe import configure_logging
+    from gateway.users import run_command
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        return _fail(error)
+    if settings.store_url.startswith("memory://"):
+        print(MEMORY_USERS_ERROR, file=sys.stderr)
+        return 2
+    if not is_valid_user_id(args.user_id):
+        print("A user id is 1-255 visible ASCII characters.", file=sys.stderr)
+        return 2
+    # The "forget" audit event is a JSON line on stderr, as in the gateway's own log.
+    configure_logging("info")
+    try:
+        result = asyncio.run(run_command(args.users_command, settings, args.user_id))
+    except StoreUnavailable:
+        print(f"The store is unreachable: {describe_url(settings.store_url)}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, sort_keys=True))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
-    return run_demo(gateway_port=args.port, bot_port=args.bot_port)
+    return run_demo(gateway_port=args.port, bot_port=args.bot_port, admin_port=args.admin_port)
 
 
 def cmd_policies_check(args: argparse.Namespace) -> int:
@@ -130,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the gateway in front of the demo chatbot")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--bot-port", type=int, default=9000)
+    demo.add_argument("--admin-port", type=int, default=9090, help="0 turns the admin port off")
     demo.set_defaults(func=cmd_demo)
 
     policies = sub.add_parser("policies", help="check or explain route policies")
@@ -146,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--websocket", action="store_true")
     explain.add_argument("--dir")
     explain.set_defaults(func=cmd_policies_explain)
+
+    users = sub.add_parser("users", help="GDPR: show or forget what the store keeps about a user")
+    usub = users.add_subparsers(dest="users_command", required=True)
+    for name, text in (("show", "print the user's anonymous ids, sessions and OTP state (JSON)"),
+                       ("forget", "delete the user's sessions, codes and links (JSON summary)")):
+        command = usub.add_parser(name, help=text)
+        command.add_argument("user_id", metavar="ID")
+        command.set_defaults(func=cmd_users)
 
     token = sub.add_parser("token", help="mint test tokens")
     tsub = token.add_subparsers(dest="token_command", required=True)

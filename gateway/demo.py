@@ -52,7 +52,7 @@ def _wait_for_port(port: int, timeout: float = 10.0) -> bool:
     return False
 
 
-def demo_config(gateway_port: int, bot_port: int) -> dict[str, object]:
+def demo_config(gateway_port: int, bot_port: int, admin_port: int = 9090) -> dict[str, object]:
     customers = find_examples().parent / "customers.yaml"
     return {
         "mode": "dev",
@@ -60,6 +60,8 @@ def demo_config(gateway_port: int, bot_port: int) -> dict[str, object]:
         # Codes are printed on this console: the demo's stand-in for SMS and e-mail.
         "senders": {"email": {"kind": "console"}, "sms": {"kind": "console"}},
         "listen": {"host": "127.0.0.1", "port": gateway_port},
+        # /healthz, /readyz and /metrics; 0 turns the admin listener off.
+        "admin": {"enabled": admin_port != 0, "port": admin_port or 9090},
         "upstream": {"url": f"http://127.0.0.1:{bot_port}"},
         "policies_dir": find_policies(),
         "jwt": {
@@ -74,7 +76,7 @@ def demo_config(gateway_port: int, bot_port: int) -> dict[str, object]:
     }
 
 
-def run_demo(gateway_port: int = 8080, bot_port: int = 9000) -> int:
+def run_demo(gateway_port: int = 8080, bot_port: int = 9000, admin_port: int = 9090) -> int:
     from gateway.app import create_app
     from gateway.observe import configure_logging
     from gateway.server import serve
@@ -83,7 +85,8 @@ def run_demo(gateway_port: int = 8080, bot_port: int = 9000) -> int:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     environ[SECRET_ENV] = secret
     try:
-        settings = load_settings(environ=environ, base=demo_config(gateway_port, bot_port))
+        settings = load_settings(environ=environ,
+                                 base=demo_config(gateway_port, bot_port, admin_port))
         app = create_app(settings)
     except ConfigError as error:
         for line in error.errors:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,8 @@ def _guard(handler: Handler) -> Handler:
 
 
 class AuthEndpoints:
-    def __init__(self, resolver: Resolver, otp: OtpService | None) -> None:
+    def __init__(self, resolver: Resolver, otp: OtpService | None,
+                 extra: Mapping[tuple[str, str], Handler] | None = None) -> None:
         self.resolver = resolver
         self.sessions: SessionManager = resolver.sessions
         self.otp = otp
@@ -84,6 +85,7 @@ class AuthEndpoints:
             ("/auth/otp/verify", "POST"): self.otp_verify,
             ("/auth/client.js", "GET"): self.client_js,
             ("/auth/client.js", "HEAD"): self.client_js,
+            **(extra or {}),  # Routes other modules own, e.g. /auth/jwks.json (assertion.py).
         }
         self.paths = {path for path, _ in self.routes}
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
+import secrets
 import sys
 import time
-from typing import IO, Any
+from typing import IO, Any, ClassVar, Final
 
 FLUSH_INTERVAL = 0.2
 MAX_BUFFERED = 512
+USER_ID_MODES: Final = ("hash", "plain", "none")
 
 
 class RequestLog:
@@ -36,6 +39,9 @@ class RequestLog:
     def emit(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        user = record.get("user")
+        if user is not None:
+            record["user"] = user_hash(user)
         record["time"] = round(time.time(), 3)
         record["type"] = "request"
         self._lines.append(json.dumps(record, separators=(",", ":")))
@@ -95,9 +101,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, separators=(",", ":"), default=str)
 
 
+class DropAccessLines(logging.Filter):
+    """Drops uvicorn's per-connection WebSocket lines: they print the query string verbatim.
+
+    uvicorn writes them on its error logger, so turning its access log off does not remove
+    them; the gateway's own request log records WebSocket connections without the query.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket'))
+
+
 def configure_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(DropAccessLines())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -113,6 +131,45 @@ def audit(event: str, **fields: Any) -> None:
     logging.getLogger("gateway.audit").info(event, extra={"event": {"audit": event, **fields}})
 
 
+class _UserIds:
+    """How users appear in logs; one setting per process, like the log stream itself."""
+
+    mode: ClassVar[str] = "hash"
+    # Without a configured salt each process makes its own: hashes then join lines of one
+    # process only, which is still better than a plain SHA-256 that anyone can reverse by
+    # hashing every customer number.
+    salt: ClassVar[bytes] = secrets.token_bytes(32)
+    cache: ClassVar[dict[str, str]] = {}
+
+
+def configure_user_ids(mode: str = "hash", salt: bytes | None = None) -> None:
+    """``log.user_id`` (hash | plain | none) and ``log.user_hash_salt`` for this process."""
+    if mode not in USER_ID_MODES:
+        raise ValueError(f"unknown user id mode {mode!r}")
+    _UserIds.mode = mode
+    if salt is not None:
+        _UserIds.salt = salt
+    _UserIds.cache = {}
+
+
+def salted_user_hash(salt: bytes, user_id: str) -> str:
+    return hmac.new(salt, user_id.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
 def user_hash(user_id: str) -> str:
-    """A short, stable pseudonym for logs: events of one user can be joined, not read."""
-    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:16]
+    """How ``user_id`` appears in request lines and audit events (``log.user_id``).
+
+    ``hash`` (default): a salted HMAC, so events of one user can be joined, not read; ``plain``:
+    the id itself; ``none``: ``-``. Cached, because request lines ask once per request.
+    """
+    cache = _UserIds.cache
+    shown = cache.get(user_id)
+    if shown is not None:
+        return shown
+    mode = _UserIds.mode
+    shown = salted_user_hash(_UserIds.salt, user_id) if mode == "hash" else (
+        user_id if mode == "plain" else "-")
+    if len(cache) >= 10_000:
+        cache.clear()  # Bounded: ids come from tokens and sessions, so from clients.
+    cache[user_id] = shown
+    return shown

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ import yaml
 
 from gateway.errors import ConfigError
 from gateway.identity.jwt_config import IssuerConfig, JwksConfig, JWTSettings, KeyConfig
+from gateway.ops_settings import OpsSettings, assertion_ttl, build_ops, file_list
 from gateway.otp.model import LANGUAGES
 from gateway.otp.service import OtpSettings
 from gateway.rewrite.headers import HeaderNames
@@ -95,6 +96,7 @@ class Settings:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     policies_dir: str = "policies"
     max_body_bytes: int = 1024 * 1024
+    max_ws_message_bytes: int = 1024 * 1024
     header_names: HeaderNames = field(default_factory=HeaderNames)
     forward_authorization: bool = False
     forward_gateway_cookie: bool = False
@@ -104,12 +106,17 @@ class Settings:
     jwt: JWTSettings = field(default_factory=JWTSettings)
     access_log: bool = True
     store_url: str = "memory://"
+    store_prefix: str = "gw:"
+    store_timeout: float = 0.5
+    workers: int = 1
     idle_timeout: int = 30 * 60
     absolute_timeout: int = 24 * 60 * 60
     allowed_origins: tuple[str, ...] = ()
     otp: OtpSettings = field(default_factory=OtpSettings)
     otp_hash_key: bytes | None = None
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    # Admin listener, user ids in logs, identity assertion (gateway/ops_settings.py).
+    ops: OpsSettings = field(default_factory=OpsSettings)
 
     @property
     def dev(self) -> bool:
@@ -257,6 +264,7 @@ SCALARS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "upstream.idle_ttl": ("a positive number of seconds", _positive_float),
     "policies_dir": ("a directory path", _text),
     "limits.max_body_bytes": ("a positive integer (bytes)", _positive_int),
+    "limits.max_ws_message_bytes": ("a positive integer (bytes)", _positive_int),
     "headers.user_id": ("a header name", _header_name),
     "headers.level": ("a header name", _header_name),
     "headers.email": ("a header name", _header_name),
@@ -270,7 +278,21 @@ SCALARS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "jwt.leeway": ("a non-negative integer (seconds)", _non_negative_int),
     "jwt.cache_size": ("a positive integer", _positive_int),
     "log.access": ("true or false", _bool),
+    "log.user_id": ("one of 'hash', 'plain', 'none'", _choice("hash", "plain", "none")),
+    "admin.enabled": ("true or false", _bool),
+    "admin.host": ("a host name or address", _text),
+    "admin.port": ("a port number (1-65535)", _port),
+    "assertion.enabled": ("true or false", _bool),
+    "assertion.audience": ("the backend's name, sent as 'aud'", _text),
+    "assertion.issuer": ("a name, sent as 'iss'", _text),
+    "assertion.ttl": ("a number of seconds from 1 to 60", assertion_ttl),
+    "assertion.header": ("a header name", _header_name),
+    "assertion.key_file": ("a readable file path", _text),
+    "assertion.previous_key_files": ("a list of file paths", file_list),
     "store.url": ("a store URL: memory://, redis://… or rediss://…", _store_url),
+    "store.prefix": ("a key prefix like 'gw:'", _text),
+    "store.timeout": ("a positive number of seconds", _positive_float),
+    "workers": ("a positive integer (worker processes)", _positive_int),
     "session.idle_timeout": ("a positive number of seconds", _positive_int),
     "session.absolute_timeout": ("a positive number of seconds", _positive_int),
     "session.allowed_origins": ("a list of origins like https://chat.example", _origins),
@@ -315,13 +337,14 @@ SECRETS = (
     "senders.email.password",
     "senders.sms.auth_token",
     "senders.sms.auth_value",
+    "log.user_hash_salt",
 )
 for _secret_option in SECRETS:
     SCALARS[_secret_option + "_env"] = ("the name of an environment variable", _text)
     SCALARS[_secret_option + "_file"] = ("a readable file path", _text)
 SECTIONS = {
     "listen", "upstream", "limits", "headers", "session", "jwt", "log", "store", "otp",
-    "directory", "senders",
+    "directory", "senders", "admin", "assertion",
 }
 ISSUER_KEYS = {
     "issuer",
@@ -394,9 +417,11 @@ def load_settings(
     jwt_settings = _jwt_settings(raw.get("jwt") or {}, source, values, env, errors)
     secrets = _secrets(values, env, source, errors)
     _check_delivery(values, secrets, source, errors)
+    _check_store(values, source, errors)
+    ops = build_ops(values, secrets, source, errors)
     if errors.errors:
         raise ConfigError(errors.errors)
-    return _build(values, jwt_settings, secrets)
+    return replace(_build(values, jwt_settings, secrets), ops=ops)
 
 
 def _read_yaml_scalars(
@@ -698,6 +723,26 @@ def _check_delivery(
                    values["directory.url"])
 
 
+def _check_store(values: Mapping[str, Any], source: str, errors: _Collector) -> None:
+    memory = urlsplit(values.get("store.url", "memory://")).scheme == "memory"
+    workers = values.get("workers", 1)
+    if memory and workers > 1:
+        # Each worker is its own process with its own memory: a session created by one would be
+        # unknown to the next, and the OTP attempt limit would hold per worker only.
+        errors.errors.append(
+            f"{source}: option 'workers' must be 1 with the memory store but it's configured "
+            f"as '{workers}': the memory store keeps sessions inside one process; with "
+            f"{workers} workers use store.url: redis://…"
+        )
+    otp_configured = values.get("directory.kind", "none") != "none"
+    has_key = "otp.hash_key_env" in values or "otp.hash_key_file" in values
+    if not memory and otp_configured and not has_key:
+        # A per-process random key would make a code sent through one replica fail on another.
+        errors.bad(source, "otp.hash_key_env",
+                   "set (or 'otp.hash_key_file') when the store is Redis and one-time codes "
+                   "are configured, so that every replica hashes codes with the same key", None)
+
+
 def _quoted(items: tuple[str, ...]) -> str:
     return ", ".join(f"'{item}'" for item in items)
 
@@ -716,6 +761,9 @@ def _build(
     hash_key = secrets.get("otp.hash_key")
     return Settings(
         store_url=values.get("store.url", defaults.store_url),
+        store_prefix=values.get("store.prefix", defaults.store_prefix),
+        store_timeout=values.get("store.timeout", defaults.store_timeout),
+        workers=values.get("workers", defaults.workers),
         idle_timeout=values.get("session.idle_timeout", defaults.idle_timeout),
         absolute_timeout=values.get("session.absolute_timeout", defaults.absolute_timeout),
         allowed_origins=values.get("session.allowed_origins", ()),
@@ -735,6 +783,8 @@ def _build(
         ),
         policies_dir=values.get("policies_dir", defaults.policies_dir),
         max_body_bytes=values.get("limits.max_body_bytes", defaults.max_body_bytes),
+        max_ws_message_bytes=values.get("limits.max_ws_message_bytes",
+                                        defaults.max_ws_message_bytes),
         header_names=HeaderNames(
             user_id=values.get("headers.user_id", names.user_id),
             level=values.get("headers.level", names.level),

@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 
 from tests.security.jwt_cases import AttackKeys, make_attack_keys, valid_token
+from tests.support import procs
+from tests.support.delivery import codes_received
+from tests.support.log_scan import COOKIES_SEEN, recording_cookies, scan_files
 from tests.support.procs import (
     ROOT,
     Gateway,
@@ -17,6 +20,7 @@ from tests.support.procs import (
     start_recorder,
     stop,
 )
+from tests.support.redis import RedisTarget, connect_or_skip
 
 TEST_POLICIES = ROOT / "tests" / "fixtures" / "policies"
 HS_SECRET_ENV = "TEST_GATEWAY_HS_SECRET"
@@ -82,3 +86,41 @@ def token(keys: AttackKeys) -> str:
 def _clean_recorder(request: pytest.FixtureRequest) -> None:
     if "recorder" in request.fixturenames:
         request.getfixturevalue("recorder").clear()
+
+
+@pytest.fixture(scope="session")
+def redis_target() -> Iterator[RedisTarget]:
+    """A reachable Redis and this session's key prefix; only that prefix is deleted after."""
+    target = connect_or_skip()
+    yield target
+    target.delete_prefix()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_cookies() -> Iterator[None]:
+    """Every Set-Cookie value a test receives, for the log scan below."""
+    with recording_cookies():
+        yield
+
+
+@pytest.hookimpl(trylast=True)  # After session fixtures stopped the gateways (logs flushed).
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run if any gateway process logged a token, code, cookie or secret (§5)."""
+    gateways = procs.STARTED
+    if not gateways:
+        return
+    for gateway in gateways:
+        stop(gateway.proc)  # Normally stopped already; a leaked one flushes its log now.
+    secrets = {value for gateway in gateways for value in gateway.secrets}
+    paths = [p for gateway in gateways for p in (gateway.stdout_path, gateway.stderr_path)]
+    lines, findings = scan_files(sorted(set(paths)), codes=codes_received(),
+                                 cookies=set(COOKIES_SEEN), secrets=secrets)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if findings:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if reporter is not None:
+        reporter.write_line(
+            f"log scan: {lines} lines from {len(gateways)} gateway processes, "
+            f"{len(findings)} leaks", red=bool(findings), green=not findings)
+        for finding in findings:
+            reporter.write_line(f"  LEAK {finding}", red=True)

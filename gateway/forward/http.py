@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.assertion import AssertionSigner
 from gateway.errors import (
     BadRequest,
     Forbidden,
@@ -28,6 +29,7 @@ from gateway.errors import (
 from gateway.forward.upstream import UpstreamPool, UpstreamResponse
 from gateway.identity.model import Identity
 from gateway.identity.resolver import Resolution, Resolver
+from gateway.metrics import RequestMetrics
 from gateway.observe import RequestLog
 from gateway.policy.decide import decide
 from gateway.policy.model import PolicySet, Rule
@@ -54,7 +56,11 @@ class RequestInfo:
     level: str | None = None
     error: str | None = None
     reason: str | None = None
-    upstream_ms: float | None = None
+    label: str = "-"  # The rule as a metric label (gateway/metrics.py says which values).
+    user: str | None = None  # Logged as ``log.user_id`` says: hashed by default.
+    would: str | None = None  # A shadow rule's refusal, had it been enforced.
+    sent: float = 0.0  # perf_counter() when the request went upstream.
+    upstream: float | None = None  # Seconds from then to the response head.
 
 
 class HttpProxy:
@@ -68,8 +74,12 @@ class HttpProxy:
         request_log: RequestLog,
         max_body_bytes: int,
         control: Any = None,
+        metrics: RequestMetrics | None = None,
+        assertion: AssertionSigner | None = None,
     ) -> None:
         self.control = control
+        self.metrics = metrics or RequestMetrics()
+        self.assertion = assertion
         self.policies = policies
         self.resolver = resolver
         self.rewriter = rewriter
@@ -104,27 +114,34 @@ class HttpProxy:
             if not response_started:
                 await _send_error(tracking_send, GatewayError())
         finally:
-            self.request_log.emit(
-                {
-                    "method": info.method,
-                    "path": info.path,
-                    "rule": info.rule,
-                    "decision": info.decision,
-                    "level": info.level,
-                    "status": status,
-                    "error": info.error,
-                    "reason": info.reason,
-                    "ms": round((time.perf_counter() - started) * 1000, 3),
-                    "upstream_ms": info.upstream_ms,
-                }
-            )
+            ended = time.perf_counter()
+            upstream = info.upstream
+            # The gateway's own share: until the request went upstream, or all of a refusal.
+            self.metrics.observe(info.label, info.decision, status,
+                                 (info.sent or ended) - started, upstream)
+            record = {
+                "method": info.method,
+                "path": info.path,
+                "rule": info.rule,
+                "decision": info.decision,
+                "level": info.level,
+                "user": info.user,
+                "status": status,
+                "error": info.error,
+                "reason": info.reason,
+                "ms": round((ended - started) * 1000, 3),
+                "upstream_ms": round(upstream * 1000, 3) if upstream is not None else None,
+            }
+            if info.would is not None:
+                record["would"] = info.would
+            self.request_log.emit(record)
 
     async def _handle(self, scope: Scope, receive: Any, send: Any, info: RequestInfo) -> None:
         path = canonical_path(scope.get("raw_path") or scope["path"].encode("latin-1"))
         info.path = path
         if path == "/auth" or path.startswith("/auth/"):
             # The reserved prefix is the gateway's own; nothing under it is ever forwarded.
-            info.rule, info.decision = "/auth", "control"
+            info.rule, info.decision, info.label = "/auth", "control", "/auth"
             if self.control is None:
                 raise NotFound()
             scope["gateway.path"] = path
@@ -133,6 +150,7 @@ class HttpProxy:
         method: str = info.method
         rule = self.policies.match(method, path, False)
         info.rule = rule.name if rule is not None else None
+        info.label = rule.name if rule is not None else "(default)"
         require = rule.require if rule is not None else self.policies.default
         shadow = rule is not None and rule.mode == "shadow"
         headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -143,12 +161,11 @@ class HttpProxy:
         if refusal is not None:
             if not shadow:
                 raise refusal
-            info.decision = "shadow-allow"
+            info.decision, info.would = "shadow-allow", refusal.code
             # A shadow rule only observes: the request passes with whatever identity is valid.
         else:
             info.decision = "allow"
         trusted = identity if isinstance(identity, Identity) else None
-        info.level = trusted.level if trusted is not None else None
 
         client = scope.get("client")
         upstream_headers = self.rewriter.request_headers(
@@ -157,16 +174,22 @@ class HttpProxy:
             client_ip=client[0] if client else None,
             scheme=scope.get("scheme", "http"),
         )
+        if trusted is not None:
+            info.level, info.user = trusted.level, trusted.user_id
+            if self.assertion is not None:
+                # Cached per identity: a dict lookup, not an ES256 signature, per request.
+                upstream_headers.append(
+                    (self.assertion.header, self.assertion.for_identity(trusted)))
         body, content_length = await self._body(scope, receive, headers, rule, trusted)
         target = encode_path(path)
         query = scope.get("query_string")
         if query:
             target += b"?" + query
-        upstream_started = time.perf_counter()
+        info.sent = time.perf_counter()
         response = await self.pool.request(
             method.encode("ascii"), target, upstream_headers, body, content_length=content_length
         )
-        info.upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 3)
+        info.upstream = time.perf_counter() - info.sent
         await _relay(response, receive, send, resolution.set_cookie)
 
     async def _identify(

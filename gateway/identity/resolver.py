@@ -9,6 +9,7 @@ in ``set_cookie``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -72,20 +73,25 @@ class Resolver:
         sessions: SessionManager,
         *,
         allowed_origins: frozenset[str] = frozenset(),
+        on_token_error: Callable[[str | None], None] = lambda reason: None,
     ) -> None:
         self._verifier = verifier
         self.sessions = sessions
         self._allowed_origins = allowed_origins
+        # Called with the reason of every refused bearer token (the JWT failure metric).
+        self._on_token_error = on_token_error
 
     async def verify_bearer(self, authorization: bytes) -> Identity | IdentityError:
         scheme, _, token_bytes = authorization.strip().partition(b" ")
         token_bytes = token_bytes.strip()
         if scheme.lower() != b"bearer" or not token_bytes:
+            self._on_token_error("bad_scheme")
             return TokenInvalid("The Authorization header must be 'Bearer <token>'.",
                                 reason="bad_scheme")
         try:
             token = token_bytes.decode("ascii")
         except UnicodeDecodeError:
+            self._on_token_error("malformed")
             return TokenInvalid(reason="malformed")
         verifier = self._verifier
         try:
@@ -93,6 +99,7 @@ class Resolver:
             if identity is None:
                 identity = await verifier.verify(token)
         except IdentityError as error:
+            self._on_token_error(error.reason)
             return error
         return identity
 

@@ -84,6 +84,12 @@ def session_key(session_id: str) -> str:
     return SESSION_PREFIX + hashlib.sha256(session_id.encode("ascii", "replace")).hexdigest()
 
 
+def link_keys(user_id: str) -> tuple[str, str]:
+    """The user's two durable link sets: (anonymous ids, session keys); GDPR reads them."""
+    user_hash = hashlib.sha256(user_id.encode()).hexdigest()
+    return f"{LINK_PREFIX}anon:{user_hash}", f"{LINK_PREFIX}sess:{user_hash}"
+
+
 def new_anonymous_id() -> str:
     return "anon-" + secrets.token_urlsafe(16)
 
@@ -138,10 +144,10 @@ class SessionManager:
 
     async def link(self, user_id: str, *, anonymous_id: str | None, session: Session) -> None:
         """Remember durably which anonymous ids and sessions belong to a user (GDPR)."""
-        user_hash = hashlib.sha256(user_id.encode()).hexdigest()
+        anonymous_key, sessions_key = link_keys(user_id)
         if anonymous_id is not None:
-            await self.store.sadd(f"{LINK_PREFIX}anon:{user_hash}", anonymous_id)
-        await self.store.sadd(f"{LINK_PREFIX}sess:{user_hash}", session.key)
+            await self.store.sadd(anonymous_key, anonymous_id)
+        await self.store.sadd(sessions_key, session.key)
 
     async def _write(self, key: str, record: SessionRecord) -> None:
         settings = self.settings

@@ -12,6 +12,8 @@ Keys (all under ``otp:``; users, IPs and owners appear only as keyed hashes, nev
   concurrent sends exactly one passes; ``otp:sends:{user}`` — sends per user per hour.
 * ``otp:ip:send:{ip}``, ``otp:ip:verify:{ip}`` — per-client-IP counters over ``ip_window``.
 
+The names are built by :class:`gateway.otp.keys.OtpKeys`.
+
 Unknown users (and users without a usable contact) go through the same limits and get a decoy
 challenge that no code matches, so neither ``send`` nor ``verify`` tells them apart from known
 ones, unless the operator opts in to ``reveal_unknown_users``.
@@ -20,14 +22,13 @@ ones, unless the operator opts in to ``reveal_unknown_users``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import math
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.errors import (
     BadRequest,
@@ -40,6 +41,7 @@ from gateway.errors import (
 )
 from gateway.observe import audit, user_hash
 from gateway.otp.codes import Challenge, code_digest, codes_match, is_well_formed, new_code
+from gateway.otp.keys import OtpKeys
 from gateway.otp.masking import fake_destination, mask
 from gateway.otp.model import CHANNELS, LANGUAGES, Contact, Directory, OutgoingCode, Sender
 from gateway.stores.base import Clock, Store
@@ -103,6 +105,8 @@ class OtpService:
         self._directory = directory
         self._senders = dict(senders)
         self._hash_key = hash_key
+        # Key names live in one module so that ``gateway users`` can find a user's OTP state.
+        self.keys = OtpKeys(hash_key)
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         # How many codes were compared; tests use it to prove the attempt limit holds in races.
@@ -115,7 +119,7 @@ class OtpService:
     ) -> SendResult:
         s = self.settings
         await self._limit_ip("send", client_ip, s.ip_send_limit)
-        user, uh = self._hash("user", user_id), user_hash(user_id)
+        user, uh = self.keys.user(user_id), user_hash(user_id)
         await self._refuse_if_locked(user)
         await self._claim_send(user)
         contact = await self._lookup(user_id, uh)
@@ -126,7 +130,7 @@ class OtpService:
             if s.reveal_unknown_users:
                 raise UnknownUser()
             why = "unknown_user" if contact is None else "no_contact"
-            audit("otp_not_sent", user_hash=uh, reason=why)
+            self._audit("otp_not_sent", user_hash=uh, reason=why)
             # A decoy's "code" is not six digits, so no code a client can send matches its
             # digest, and the digest costs and looks the same as a real one.
             channel, code = self._decoy_channel, "decoy"
@@ -147,7 +151,7 @@ class OtpService:
             task = asyncio.create_task(self._deliver(self._senders[channel], message, uh))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            audit("otp_sent", user_hash=uh, channel=channel, destination=masked)
+            self._audit("otp_sent", user_hash=uh, channel=channel, destination=masked)
         return SendResult(channel, masked, s.code_ttl, s.resend_cooldown)
 
     async def verify(self, *, owner: str, code: object, client_ip: str) -> str:
@@ -161,11 +165,11 @@ class OtpService:
         challenge = Challenge.load(await self._store.get(key))
         if challenge is None or self._clock() >= challenge.expires_at:
             raise OtpInvalid()
-        user = self._hash("user", challenge.user_id)
-        uh, fail_key = user_hash(challenge.user_id), f"otp:fail:{user}"
+        user = self.keys.user(challenge.user_id)
+        uh, fail_key = user_hash(challenge.user_id), self.keys.failures(user)
         # A challenge sent before the user got locked (e.g. from another session) dies too.
         await self._refuse_if_locked(user, burn=key)
-        attempt = await self._store.incr(f"otp:att:{challenge.id}", ttl=s.code_ttl)
+        attempt = await self._store.incr(self.keys.attempts(challenge.id), ttl=s.code_ttl)
         if attempt > s.max_attempts:
             # Over the limit the code is not even compared, so parallel guesses gain nothing.
             # The challenge is not deleted here: that could beat a concurrent correct verify
@@ -177,15 +181,18 @@ class OtpService:
         failures = await self._store.incr(fail_key, ttl=HOUR)
         if failures >= s.max_failures_per_hour:
             await self._store.delete(key)
-            audit("otp_locked", user_hash=uh, scope="user")
+            self._audit("otp_locked", user_hash=uh, scope="user")
             raise OtpLocked(headers=_retry_after(await self._store.ttl(fail_key), HOUR))
         if attempt >= s.max_attempts:
             await self._store.delete(key)
-            audit("otp_locked", user_hash=uh, scope="challenge")
+            self._audit("otp_locked", user_hash=uh, scope="challenge")
             raise OtpLocked(headers=await self._cooldown_left(user))
         left = s.max_attempts - attempt
-        audit("otp_failed", user_hash=uh, attempts_left=left)
+        self._audit("otp_failed", user_hash=uh, attempts_left=left)
         raise OtpInvalid(extra={"attempts_left": left})
+
+    def _audit(self, event: str, **fields: Any) -> None:
+        audit(event, **fields)  # A method so that metrics can count events (otp/metered.py).
 
     async def drain(self) -> None:
         """Wait for background deliveries (tests, shutdown)."""
@@ -202,18 +209,18 @@ class OtpService:
                 if remaining > 0:
                     await self._store.add(key, taken.dump(), ttl=remaining)
             raise OtpInvalid()
-        await self._store.delete(f"otp:att:{challenge.id}")
-        audit("otp_verified", user_hash=uh)
+        await self._store.delete(self.keys.attempts(challenge.id))
+        self._audit("otp_verified", user_hash=uh)
         return challenge.user_id
 
     async def _limit_ip(self, action: str, client_ip: str, limit: int) -> None:
-        key = f"otp:ip:{action}:{self._hash('ip', client_ip)}"
+        key = self.keys.ip(action, client_ip)
         if await self._store.incr(key, ttl=self.settings.ip_window) > limit:
             retry = _retry_after(await self._store.ttl(key), self.settings.ip_window)
             raise RateLimited(reason=f"otp_{action}_ip_limit", headers=retry)
 
     async def _refuse_if_locked(self, user: str, *, burn: str | None = None) -> None:
-        fail_key = f"otp:fail:{user}"
+        fail_key = self.keys.failures(user)
         failures = await self._store.get(fail_key)
         if failures is not None and int(failures) >= self.settings.max_failures_per_hour:
             if burn is not None:
@@ -224,7 +231,7 @@ class OtpService:
         # Writes, not reads, decide races: ``add`` lets exactly one of concurrent sends through
         # per cooldown, and ``incr`` gives each send its own number. A refused send may count
         # in the fixed-hour window; that only holds back a user who is over the limit anyway.
-        s, last_key, sends_key = self.settings, f"otp:last:{user}", f"otp:sends:{user}"
+        s, last_key, sends_key = self.settings, self.keys.last_send(user), self.keys.sends(user)
         if s.resend_cooldown and not await self._store.add(last_key, b"1", ttl=s.resend_cooldown):
             retry = _retry_after(await self._store.ttl(last_key), s.resend_cooldown)
             raise RateLimited(reason="otp_resend_cooldown", headers=retry)
@@ -282,13 +289,7 @@ class OtpService:
 
     async def _cooldown_left(self, user: str) -> dict[str, str]:
         # A burned challenge: the user may ask for a new code once the cooldown is over.
-        return _retry_after(await self._store.ttl(f"otp:last:{user}"), 1)
+        return _retry_after(await self._store.ttl(self.keys.last_send(user)), 1)
 
     def _challenge_key(self, owner: str) -> str:
-        # The caller already passes a hash; hashing again keeps keys safe if one ever does not.
-        return f"otp:ch:{self._hash('owner', owner)}"
-
-    def _hash(self, kind: str, value: str) -> str:
-        # Keyed, because customer numbers and IPs are guessable: a plain SHA-256 of them would
-        # be reversed by trying them all.
-        return hmac.new(self._hash_key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+        return self.keys.challenge(owner)

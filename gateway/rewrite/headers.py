@@ -104,6 +104,7 @@ class HeaderRewriter:
         forward_authorization: bool = False,
         forward_gateway_cookie: bool = False,
         trusted_proxies: Sequence[str] = (),
+        also_strip: Iterable[str] = (),
     ) -> None:
         self.names = names or HeaderNames()
         self._host = upstream_host.encode("latin-1")
@@ -111,7 +112,10 @@ class HeaderRewriter:
         self._forward_authorization = forward_authorization
         self._forward_cookie = forward_gateway_cookie
         self._trusted = tuple(ipaddress.ip_network(net, strict=False) for net in trusted_proxies)
-        self._spoofable = SPOOFABLE_NAMES | {normalise(n) for n in self.names.all()}
+        # ``also_strip``: other headers the gateway sets itself (X-Gateway-Assertion under a
+        # configured name), which a client must never be able to send in its place.
+        self._spoofable = SPOOFABLE_NAMES | {normalise(n) for n in (*self.names.all(),
+                                                                  *also_strip)}
         self._encoded_names = tuple(n.lower().encode("latin-1") for n in self.names.all())
         # Classification per raw header name; names repeat across requests, so this turns the
         # string work into one dict lookup. Bounded because clients choose the names.

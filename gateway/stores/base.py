@@ -19,6 +19,23 @@ from typing import Protocol
 Clock = Callable[[], float]
 
 
+def check_value(value: object) -> bytes:
+    """The value itself, or TypeError: a str would be encoded differently by each backend."""
+    if not isinstance(value, bytes):
+        raise TypeError(f"store values must be bytes, not {type(value).__name__}")
+    return value
+
+
+def check_ttl(ttl: float | None) -> None:
+    """ValueError unless ``ttl`` is None or positive.
+
+    Redis refuses a zero or negative expiry, and a silent "already expired" would hide bugs, so
+    every backend refuses it the same way before it reaches its server.
+    """
+    if ttl is not None and not ttl > 0:
+        raise ValueError("ttl must be a positive number of seconds or None")
+
+
 class Store(Protocol):
     async def get(self, key: str) -> bytes | None:
         """The value, or None when absent or expired."""

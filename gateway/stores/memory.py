@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from cachetools import TLRUCache
 
-from gateway.stores.base import Clock
+from gateway.stores.base import Clock, check_ttl, check_value
 
 
 class _Entry(NamedTuple):
@@ -33,19 +33,6 @@ class _Entry(NamedTuple):
 def _time_to_use(_key: str, entry: _Entry, _now: float) -> float:
     # The expiry is fixed when the value is written, so the cache only has to read it back.
     return entry.expires
-
-
-def _check_value(value: object) -> bytes:
-    # A str would be encoded differently by each backend; the contract is bytes only.
-    if not isinstance(value, bytes):
-        raise TypeError(f"store values must be bytes, not {type(value).__name__}")
-    return value
-
-
-def _check_ttl(ttl: float | None) -> None:
-    # Redis refuses a zero or negative expiry too; a silent "already expired" would hide bugs.
-    if ttl is not None and not ttl > 0:
-        raise ValueError("ttl must be a positive number of seconds or None")
 
 
 def _counter(value: bytes) -> int:
@@ -71,11 +58,11 @@ class MemoryStore:
         return self._durable.get(key)
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        self._put(key, _check_value(value), ttl)
+        self._put(key, check_value(value), ttl)
 
     async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
-        value = _check_value(value)
-        _check_ttl(ttl)
+        value = check_value(value)
+        check_ttl(ttl)
         if key in self._expiring or key in self._durable:
             return False
         self._put(key, value, ttl)
@@ -93,7 +80,7 @@ class MemoryStore:
         return self._durable.pop(key, None)
 
     async def incr(self, key: str, ttl: float) -> int:
-        _check_ttl(ttl)
+        check_ttl(ttl)
         entry = self._expiring.get(key)
         if entry is not None:
             # Like Redis INCR, counting does not move an existing counter's expiry.
@@ -139,7 +126,7 @@ class MemoryStore:
         return None
 
     def _put(self, key: str, value: bytes, ttl: float | None) -> None:
-        _check_ttl(ttl)
+        check_ttl(ttl)
         if ttl is None:
             self._expiring.pop(key, None)
             self._durable[key] = value

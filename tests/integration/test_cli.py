@@ -129,10 +129,11 @@ def test_token_mint_signs_with_the_configured_key(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_serves_and_its_printed_curl_works() -> None:
-    port, bot_port = free_port(), free_port()
+    port, bot_port, admin_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "demo", "--port", str(port), "--bot-port", str(bot_port)],
+        [sys.executable, "-m", "gateway", "demo", "--port", str(port), "--bot-port", str(bot_port),
+         "--admin-port", str(admin_port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

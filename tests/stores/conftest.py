@@ -1,9 +1,9 @@
 """Store factories for the contract suite: every backend runs the same tests.
 
-A backend is one entry in ``BACKENDS``: a generator that yields a :class:`StoreFactory` and
-cleans up after the test. Adding Redis is one line there (plus its generator). ``advance``
-moves time: the memory store moves a fake clock, and a real-time backend may sleep, which is
-why the suite only ever moves time by about a second.
+A backend is one entry in ``BACKENDS``: a generator that takes the test's request (for the
+fixtures it needs), yields a :class:`StoreFactory` and cleans up after the test. ``advance``
+moves time: the memory store moves a fake clock, and Redis (real time, native TTLs) sleeps,
+which is why the suite only ever moves time by about a second.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import pytest
 
 from gateway.stores.base import Store
 from gateway.stores.memory import MemoryStore
+from gateway.stores.redis import RedisStore
+from tests.support.redis import RedisTarget
 
 Advance = Callable[[float], Awaitable[None]]
 Scenario = Callable[[Store], Awaitable[None]]
@@ -46,7 +48,7 @@ class StoreFactory:
         return self.make()
 
 
-def _memory() -> Iterator[StoreFactory]:
+def _memory(_request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
     clock = FakeClock()
 
     async def advance(seconds: float) -> None:
@@ -55,14 +57,28 @@ def _memory() -> Iterator[StoreFactory]:
     yield StoreFactory("memory", lambda: MemoryStore(clock=clock), advance, fake_clock=True)
 
 
-BACKENDS: dict[str, Callable[[], Iterator[StoreFactory]]] = {
+def _redis(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    # Skips (or fails, in CI) when no Redis answers; each test gets a prefix of its own.
+    target: RedisTarget = request.getfixturevalue("redis_target")
+    prefix = target.fresh_prefix("store")
+
+    async def advance(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    yield StoreFactory("redis", lambda: RedisStore(target.url, prefix=prefix), advance,
+                       fake_clock=False)
+    target.delete_prefix(prefix)
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Iterator[StoreFactory]]] = {
     "memory": _memory,
+    "redis": _redis,
 }
 
 
 @pytest.fixture(params=list(BACKENDS))
 def store_factory(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
-    yield from BACKENDS[request.param]()
+    yield from BACKENDS[request.param](request)
 
 
 @pytest.fixture

@@ -249,3 +249,41 @@ def test_memory_incr_on_text_value_fails() -> None:
             await store.incr("k", ttl=5)
 
     asyncio.run(scenario())
+
+
+# Caller errors are refused alike by every backend, before anything reaches a server.
+
+
+def test_incr_on_text_value_fails(run_store: Run) -> None:
+    async def scenario(store: Store) -> None:
+        await store.set("k", b"not a number", ttl=5)
+        with pytest.raises(ValueError):
+            await store.incr("k", ttl=5)
+        assert await store.get("k") == b"not a number"
+
+    run_store(scenario)
+
+
+def test_non_positive_ttl_is_refused(run_store: Run) -> None:
+    async def scenario(store: Store) -> None:
+        for ttl in (0, -1):
+            with pytest.raises(ValueError):
+                await store.set("k", b"v", ttl=ttl)
+            with pytest.raises(ValueError):
+                await store.add("k", b"v", ttl=ttl)
+            with pytest.raises(ValueError):
+                await store.incr("c", ttl=ttl)
+        assert await store.get("k") is None and await store.get("c") is None
+
+    run_store(scenario)
+
+
+def test_fractional_ttl_is_kept(run_store: Run, advance: Advance) -> None:
+    async def scenario(store: Store) -> None:
+        await store.set("k", b"v", ttl=0.3)
+        remaining = await store.ttl("k")
+        assert remaining is not None and 0 < remaining <= 0.3
+        await advance(0.4)
+        assert await store.get("k") is None
+
+    run_store(scenario)

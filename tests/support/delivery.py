@@ -58,6 +58,20 @@ class Inbox:
         return payload.decode("utf-8") if isinstance(payload, bytes) else str(payload)
 
 
+# Every inbox of the test session: the log scan at the end checks that no code they received
+# appears in any gateway's logs (tests/support/log_scan.py).
+INBOXES: list[Inbox] = []
+
+
+def codes_received() -> set[str]:
+    codes: set[str] = set()
+    for inbox in INBOXES:
+        with inbox.lock:
+            texts = [s["text"] for s in inbox.sms] + [Inbox.text_of(m) for m in inbox.mails]
+        codes.update(m.group(1) for text in texts for m in CODE.finditer(text))
+    return codes
+
+
 class _SmtpHandler:
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
@@ -72,6 +86,7 @@ class _SmtpHandler:
 def running_receivers() -> Iterator[tuple[Inbox, int, str]]:
     """(inbox, SMTP port, SMS webhook URL), both served on 127.0.0.1 until the block ends."""
     inbox = Inbox()
+    INBOXES.append(inbox)
     smtp_port = free_port()
     controller = Controller(_SmtpHandler(inbox), hostname="127.0.0.1", port=smtp_port)
     controller.start()

@@ -16,6 +16,9 @@ import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every gateway process this test session started: the log scan at the end of the session
+# (tests/conftest.py, pytest_sessionfinish) reads all their output.
+STARTED: list[Gateway] = []
 
 
 def free_port() -> int:
@@ -65,6 +68,10 @@ class Recorder:
     def clear(self) -> None:
         httpx.delete(f"{self.url}/__recorder__/requests")
 
+    def ws_events(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = httpx.get(f"{self.url}/__recorder__/ws").json()
+        return result
+
     def release(self) -> None:
         httpx.post(f"{self.url}/__recorder__/release")
 
@@ -88,10 +95,18 @@ class Gateway:
     stdout_path: Path
     stderr_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    admin_port: int | None = None
+    # Values of the environment variables the config names as secrets (``*_env`` options).
+    secrets: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        assert self.admin_port is not None, "this gateway runs without an admin listener"
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def log_lines(self) -> list[dict[str, Any]]:
         lines = []
@@ -111,9 +126,19 @@ def start_gateway(
     *,
     expect_failure: bool = False,
 ) -> Gateway:
-    """Write ``config`` to ``workdir`` and start ``gateway run`` on a free port."""
+    """Write ``config`` to ``workdir`` and start ``gateway run`` on a free port.
+
+    The admin listener gets a free port too unless ``config`` has an ``admin`` section (the
+    default 9090 would collide between the gateways of one test session).
+    """
     port = free_port()
     config = {**config, "listen": {"host": "127.0.0.1", "port": port}}
+    if "admin" not in config:
+        config["admin"] = {"host": "127.0.0.1", "port": free_port()}
+    admin = config["admin"]
+    admin_port = admin.get("port", 9090) if admin.get("enabled", True) else None
+    if config.get("workers", 1) > 1:
+        admin_port = None  # Worker processes run no admin listener (see gateway/asgi.py).
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -129,14 +154,29 @@ def start_gateway(
             stdout=out,
             stderr=err,
         )
-    gateway = Gateway(port, proc, workdir, stdout_path, stderr_path, child_env)
+    gateway = Gateway(port, proc, workdir, stdout_path, stderr_path, child_env, admin_port,
+                      [child_env[name] for name in _secret_env_names(config)
+                       if child_env.get(name)])
+    STARTED.append(gateway)
     if not expect_failure:
         try:
             wait_for_port(port, proc)
+            if admin_port is not None:
+                wait_for_port(admin_port, proc)
         except RuntimeError as exc:
             stop(proc)
             raise RuntimeError(f"{exc}\n{stderr_path.read_text()}") from exc
     return gateway
+
+
+def _secret_env_names(node: Any) -> list[str]:
+    """Names of the variables a config reads secrets from (every ``*_env`` option)."""
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if str(k).endswith("_env") and isinstance(v, str)]
+        return found + [name for v in node.values() for name in _secret_env_names(v)]
+    if isinstance(node, list):
+        return [name for item in node for name in _secret_env_names(item)]
+    return []
 
 
 def raw_request(port: int, data: bytes, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:

@@ -12,6 +12,11 @@ it with ``DELETE``. Paths with special behaviour:
 - ``/chunked``: a chunked (length-less) response in three pieces.
 - ``/echo-headers``: the received headers as JSON.
 - anything else: 200 ``{"ok": true}``.
+
+WebSocket (any path): the handshake and every frame are recorded as ``{"ws": ...}`` entries
+(read with ``GET /__recorder__/ws``);
+text frames are echoed back as ``echo:<text>``; the text ``close-4000`` makes the recorder close
+with 4000 "bye"; the subprotocol ``chat.v1`` is chosen when offered.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 import uvicorn
 
 REQUESTS: list[dict[str, Any]] = []
+WS_EVENTS: list[dict[str, Any]] = []
 STATE: dict[str, Any] = {"sse_finished": False, "sse_started": False}
 RELEASE = asyncio.Event()
 
@@ -60,6 +66,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             else:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await _websocket(scope, receive, send)
+        return
     if scope["type"] != "http":
         return
     path: str = scope["path"]
@@ -114,6 +123,33 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _json(send, {"ok": True, "path": path})
 
 
+async def _websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await receive()  # websocket.connect
+    # Every event names its connection's query string, so tests tell connections apart.
+    query = scope["query_string"].decode("latin-1")
+    WS_EVENTS.append({
+        "ws": "handshake",
+        "path": scope["raw_path"].decode("latin-1"),
+        "query": scope["query_string"].decode("latin-1"),
+        "headers": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]],
+        "subprotocols": scope.get("subprotocols", []),
+    })
+    chosen = "chat.v1" if "chat.v1" in scope.get("subprotocols", []) else None
+    await send({"type": "websocket.accept", "subprotocol": chosen})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            WS_EVENTS.append({"ws": "closed", "code": message.get("code"), "query": query})
+            return
+        text = message.get("text")
+        WS_EVENTS.append({"ws": "frame", "text": text, "query": query,
+                         "bytes_len": len(message.get("bytes") or b"")})
+        if text == "close-4000":
+            await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
+            return
+        await send({"type": "websocket.send", "text": f"echo:{text}"})
+
+
 async def _sse(send: Any) -> None:
     STATE["sse_started"] = True
     STATE["sse_finished"] = False
@@ -139,9 +175,12 @@ async def _control(path: str, method: str, send: Any) -> None:
     if path == "/__recorder__/requests":
         if method == "DELETE":
             REQUESTS.clear()
+            WS_EVENTS.clear()
             await _json(send, {"cleared": True})
         else:
             await _json(send, REQUESTS)
+    elif path == "/__recorder__/ws":
+        await _json(send, WS_EVENTS)
     elif path == "/__recorder__/release":
         RELEASE.set()
         await _json(send, {"released": True})

@@ -1,0 +1,210 @@
+"""The Redis Store: sessions, OTP state, counters and links shared by every replica.
+
+Keys: every key the gateway names gets ``prefix`` (default ``gw:``) in front, so the gateway
+can share a Redis database with other applications (or test runs), and an operator can find
+its data with ``SCAN MATCH gw:*`` without touching anything else.
+
+Expiry is Redis's own (``PX``, in milliseconds, so fractional seconds survive): a record
+disappears on every replica at the same instant, and no gateway process has to sweep. Values go
+in and come out as bytes (``decode_responses`` stays off); set members are ids and are decoded.
+
+There is no in-process cache: every call is a round trip, so a logout or a rotation on one
+replica is seen by the very next request on any other. A session lookup costs one GET (well
+under a millisecond on a local network), which is cheap next to the forward itself.
+
+Atomicity, operation by operation (the two the OTP rules rely on are ``incr`` and ``take``):
+
+* ``add`` is ``SET NX PX`` and ``take`` is ``GETDEL`` (Redis ≥ 6.2): single commands, and
+  Redis runs one command at a time, so of concurrent callers exactly one wins.
+* ``incr`` must count and, only when it creates the counter, set its expiry. Sent as two
+  commands, a crash or a lost connection between them would leave a counter without expiry: a
+  permanent lock-out. It is a Lua script (``_INCR``), which Redis runs as one command. A
+  MULTI/EXEC transaction of ``SET key 0 NX PX ttl`` + ``INCR key`` would give the same
+  guarantee; the script is preferred because it is one command on the wire (EVALSHA, cached by
+  Redis; redis-py sends the source again after a restart flushed the cache) where the
+  transaction is four plus a pipeline object per call, on the path of every OTP send and
+  verify. WATCH-based optimistic locking is not used: under the contention the attempt limit
+  exists for (a hundred parallel guesses on one counter) it would retry over and over.
+
+Errors: every failure of the client — refused or lost connection, timeout, an error reply such
+as ``READONLY`` or ``OOM`` — is translated in one place (:meth:`RedisStore._failures`) into
+:class:`gateway.errors.StoreUnavailable`, which the gateway answers with 503: a store it cannot
+read never counts as "no session" or "no counter" (that would fail open). Transitions are
+logged once (down, then back), with host, port and database only: the URL's password never
+reaches a log line.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from gateway.errors import StoreUnavailable
+from gateway.stores.base import check_ttl, check_value
+
+log = logging.getLogger("gateway.store")
+
+DEFAULT_PREFIX = "gw:"
+DEFAULT_TIMEOUT = 0.5
+# Enough for a busy worker (a store call holds a connection for well under a millisecond);
+# when all are busy a caller waits up to the timeout for one, then gets StoreUnavailable.
+MAX_CONNECTIONS = 64
+
+# Counts, and sets the expiry only when this call created the counter (INCR returned 1); an
+# existing counter keeps its window, as the Store contract asks.
+_INCR = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"""
+
+
+def describe_url(url: str) -> str:
+    """``scheme://host:port/db`` — the URL without user name, password or options, for logs."""
+    parts = urlsplit(url)
+    database = parts.path.strip("/") or "0"
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        port = 6379
+    return f"{parts.scheme}://{parts.hostname or 'localhost'}:{port}/{database}"
+
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    # decode_responses is off, so replies are bytes; the client's types also allow str.
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+def _millis(ttl: float) -> int:
+    # At least 1 ms: a positive ttl that rounds to 0 would be refused by Redis.
+    return max(1, round(ttl * 1000))
+
+
+class RedisStore:
+    """A Store on a Redis server; see the module docstring for its guarantees."""
+
+    def __init__(
+        self, url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = DEFAULT_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self.prefix = prefix
+        self.where = describe_url(url)
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,  # waiting for a free connection
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # One immediate retry covers a pooled connection that Redis closed while idle; more
+            # would only make a client wait longer for the 503 when Redis is really down.
+            retry=Retry(NoBackoff(), 1),
+        )
+        # from_pool: the client owns the pool, so aclose() disconnects every connection.
+        self._redis: Redis = Redis.from_pool(pool)
+        self._incr = self._redis.register_script(_INCR)
+        self._down = False
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Translate every client failure into StoreUnavailable (the one place that does)."""
+        try:
+            yield
+        except ResponseError as exc:
+            if "not an integer" in str(exc):
+                # A caller bug, not an outage: the memory store raises the same ValueError.
+                raise ValueError("incr on a value that is not an integer") from None
+            self._report_down(exc)
+            raise StoreUnavailable(reason="store_error") from None
+        except (RedisError, OSError) as exc:
+            # OSError covers socket errors the client does not wrap, and TimeoutError.
+            self._report_down(exc)
+            raise StoreUnavailable(reason="store_unreachable") from None
+        if self._down:
+            self._down = False
+            log.warning("session store reachable again", extra={"event": {"store": self.where}})
+
+    def _report_down(self, exc: BaseException) -> None:
+        if not self._down:
+            self._down = True
+            # The exception type only: a message could quote the URL the client was given.
+            event = {"store": self.where, "reason": type(exc).__name__}
+            log.error("session store unreachable", extra={"event": event})
+
+    async def get(self, key: str) -> bytes | None:
+        with self._failures():
+            value = await self._redis.get(self.prefix + key)
+        return _bytes(value)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        check_value(value)
+        check_ttl(ttl)
+        with self._failures():
+            # A plain SET also drops an earlier expiry, which is what ttl=None means.
+            await self._redis.set(self.prefix + key, value,
+                                  px=None if ttl is None else _millis(ttl))
+
+    async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        check_value(value)
+        check_ttl(ttl)
+        with self._failures():
+            stored = await self._redis.set(self.prefix + key, value, nx=True,
+                                           px=None if ttl is None else _millis(ttl))
+        return bool(stored)
+
+    async def delete(self, key: str) -> bool:
+        with self._failures():
+            removed: int = await self._redis.delete(self.prefix + key)
+        return removed > 0
+
+    async def take(self, key: str) -> bytes | None:
+        with self._failures():
+            value = await self._redis.getdel(self.prefix + key)
+        return _bytes(value)
+
+    async def incr(self, key: str, ttl: float) -> int:
+        check_ttl(ttl)
+        with self._failures():
+            count = await self._incr(keys=[self.prefix + key], args=[_millis(ttl)])
+        return int(count)
+
+    async def ttl(self, key: str) -> float | None:
+        with self._failures():
+            millis: int = await self._redis.pttl(self.prefix + key)
+        # -2: no such key, -1: no expiry; both are None in the Store contract.
+        return None if millis < 0 else millis / 1000
+
+    async def sadd(self, key: str, member: str) -> None:
+        with self._failures():
+            await self._redis.sadd(self.prefix + key, member)
+
+    async def smembers(self, key: str) -> builtins.set[str]:
+        # ``builtins``: inside this class, a bare ``set`` names the method above.
+        with self._failures():
+            members = await self._redis.smembers(self.prefix + key)
+        return {m.decode("utf-8") if isinstance(m, bytes) else m for m in members}
+
+    async def srem(self, key: str, member: str) -> None:
+        with self._failures():
+            # Redis deletes a set with its last member, as the contract asks.
+            await self._redis.srem(self.prefix + key, member)
+
+    async def ping(self) -> None:
+        with self._failures():
+            await self._redis.ping()
+
+    async def aclose(self) -> None:
+        # Closing never fails the caller: at shutdown an unreachable Redis has nothing to flush.
+        try:
+            await self._redis.aclose()
+        except (RedisError, OSError):
+            pass
