@@ -111,6 +111,7 @@ class GatewayApp:
             trusted_proxies=settings.trusted_proxies,
             also_strip=(ops.assertion.header,),
         )
+        self.endpoints.rewriter = self.rewriter
         self.http = HttpProxy(
             policies=policies,
             resolver=self.resolver,

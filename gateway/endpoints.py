@@ -23,6 +23,7 @@ from gateway.errors import (
     MethodNotAllowed,
     NotFound,
     OriginForbidden,
+    PayloadTooLarge,
     SessionMissing,
     SubjectConflict,
     SubjectMismatch,
@@ -37,6 +38,7 @@ from gateway.observe import audit, user_hash
 from gateway.otp.codes import is_well_formed
 from gateway.otp.service import OtpService
 from gateway.rewrite.body import is_json_content_type, load_object
+from gateway.rewrite.headers import HeaderRewriter
 
 log = logging.getLogger("gateway.endpoints")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -66,6 +68,8 @@ def _guard(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except GatewayError as error:
+            # The data plane's request log line names the refusal too.
+            request.scope["gateway.error"] = (error.code, error.reason)
             return _error(error)
 
     return wrapped
@@ -88,6 +92,8 @@ class AuthEndpoints:
             **(extra or {}),  # Routes other modules own, e.g. /auth/jwks.json (assertion.py).
         }
         self.paths = {path for path, _ in self.routes}
+        # Set by the app once the rewriter exists: rate limits key on the real client address.
+        self.rewriter: HeaderRewriter | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Dispatch on the canonical path the data plane already checked."""
@@ -96,12 +102,19 @@ class AuthEndpoints:
         if handler is not None:
             response = await _guard(handler)(request)
         elif scope["gateway.path"] in self.paths:
-            response = _error(MethodNotAllowed())
+            allowed = sorted(m for p, m in self.routes if p == scope["gateway.path"])
+            response = _error(MethodNotAllowed(headers={"Allow": ", ".join(allowed)}))
         else:
             response = _error(NotFound())
         await response(scope, receive, send)
 
     # Helpers -------------------------------------------------------------------------------
+
+    def _client_ip(self, request: Request) -> str:
+        peer = request.client.host if request.client else None
+        if self.rewriter is None:
+            return peer or "unknown"
+        return self.rewriter.client_ip(peer, list(request.scope["headers"]))
 
     def _now(self) -> float:
         return self.sessions.clock()
@@ -127,11 +140,20 @@ class AuthEndpoints:
             raise OriginForbidden()
 
     async def _body(self, request: Request) -> dict[str, Any]:
-        raw = await request.body()
+        # Read with a running cap: a control endpoint never holds more than a few KiB.
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_CONTROL_BODY:
+            raise PayloadTooLarge()
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_CONTROL_BODY:
+                raise PayloadTooLarge()
+            parts.append(chunk)
+        raw = b"".join(parts)
         if not raw:
             return {}
-        if len(raw) > MAX_CONTROL_BODY:
-            raise BadRequest("The request body is too large for this endpoint.")
         if not is_json_content_type(request.headers.get("content-type", "").encode("latin-1")):
             raise UnsupportedMediaType("This endpoint only accepts application/json bodies.")
         return load_object(raw)
@@ -153,13 +175,7 @@ class AuthEndpoints:
             raise TokenMissing("POST /auth/session needs 'Authorization: Bearer <jwt>'.")
         session = await self._session(request)
         if session is None:
-            record = await self.sessions.new_record(
-                base_level=AUTHENTICATED, user_id=token.user_id, anonymous_id=None,
-                email=token.email, name=token.name,
-            )
-            session = await self.sessions.create(record)
-            await self.sessions.link(token.user_id, anonymous_id=None, session=session)
-            audit("login", user=user_hash(token.user_id))
+            session = await self._login(token)
             return _json(self._describe(session), set_cookie=self.sessions.cookie(session))
         bound = session.record.bound_user
         if bound is not None and bound != token.user_id:
@@ -172,6 +188,17 @@ class AuthEndpoints:
                 payload["anonymous_id"] = anonymous_id
             return _json(payload, set_cookie=self.sessions.cookie(session))
         return _json(self._describe(session))
+
+    async def _login(self, token: Identity) -> Session:
+        """A new authenticated session for a verified token (linked and audited)."""
+        record = await self.sessions.new_record(
+            base_level=AUTHENTICATED, user_id=token.user_id, anonymous_id=None,
+            email=token.email, name=token.name,
+        )
+        session = await self.sessions.create(record)
+        await self.sessions.link(token.user_id, anonymous_id=None, session=session)
+        audit("login", user=user_hash(token.user_id))
+        return session
 
     async def session_show(self, request: Request) -> Response:
         session = await self._session(request)
@@ -212,18 +239,16 @@ class AuthEndpoints:
         token = await self._bearer(request)
         if session is None:
             if token is not None:
-                record = await self.sessions.new_record(
-                    base_level=AUTHENTICATED, user_id=token.user_id, anonymous_id=None,
-                    email=token.email, name=token.name)
+                session = await self._login(token)
             else:
-                record = await self.sessions.new_record()
-            session = await self.sessions.create(record)
+                session = await self.sessions.create(await self.sessions.new_record())
             set_cookie = self.sessions.cookie(session)
         elif token is not None and session.record.bound_user not in (None, token.user_id):
             raise SubjectMismatch()
-        bound = session.record.user_id or (token.user_id if token else None)
+        bound = session.record.bound_user or (token.user_id if token else None)
         if bound is not None:
-            # An authenticated session may only ask for a code for its own user.
+            # A session bound to a user (by login or by an earlier code) may only ask for a
+            # code for that user: switching customers needs a logout first.
             if requested is not None and requested != bound:
                 raise SubjectConflict()
             target = bound
@@ -233,7 +258,7 @@ class AuthEndpoints:
             raise BadRequest("'user_id' is required for a session without a login.",
                              reason="missing_user_id")
         result = await service.send(
-            owner=session.key, user_id=target, client_ip=_client_ip(request),
+            owner=session.key, user_id=target, client_ip=self._client_ip(request),
             language=_language(request.headers.get("accept-language", "")),
         )
         payload = {"channel": result.channel, "destination": result.destination,
@@ -252,7 +277,7 @@ class AuthEndpoints:
             raise SessionMissing("Request a code first; it is bound to your session.")
         self._check_origin(request)
         user_id = await service.verify(owner=session.key, code=body["code"],
-                                       client_ip=_client_ip(request))
+                                       client_ip=self._client_ip(request))
         record = session.record
         expires = self._now() + service.settings.elevation_ttl
         if record.user_id is not None:
@@ -273,8 +298,6 @@ class AuthEndpoints:
                         headers={"cache-control": "no-cache"})
 
 
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def _language(header: str) -> str | None:

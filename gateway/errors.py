@@ -119,6 +119,8 @@ class MethodNotAllowed(GatewayError):
 
 class IdentityError(GatewayError):
     status = 401
+    # RFC 6750: every 401 names the scheme the client should use.
+    www_authenticate: ClassVar[str | None] = REALM
 
 
 class TokenMissing(IdentityError):
@@ -149,6 +151,7 @@ class SubjectConflict(SubjectMismatch):
 
     status = 409
     default_message = "A code can only be requested for your own user id."
+    www_authenticate = None
 
 
 class SessionMissing(IdentityError):

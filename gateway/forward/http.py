@@ -20,6 +20,7 @@ from gateway.errors import (
     BadRequest,
     Forbidden,
     GatewayError,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     StoreUnavailable,
@@ -43,6 +44,10 @@ Message = dict[str, Any]
 log = logging.getLogger("gateway.forward")
 
 _NO_BODY_METHODS = frozenset({b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE"})
+_REFUSED_METHODS = frozenset({"TRACE", "CONNECT"})
+# Larger header blocks are refused rather than forwarded: backends cap them too (nginx at 8 KiB
+# per line), and a gateway that passes what its backend refuses invites parser disagreements.
+MAX_HEADER_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -61,6 +66,9 @@ class RequestInfo:
     would: str | None = None  # A shadow rule's refusal, had it been enforced.
     sent: float = 0.0  # perf_counter() when the request went upstream.
     upstream: float | None = None  # Seconds from then to the response head.
+    # A session created or upgraded while resolving: the client gets it even on a refusal,
+    # because the old id is already dead.
+    set_cookie: bytes | None = None
 
 
 class HttpProxy:
@@ -105,6 +113,8 @@ class HttpProxy:
         except GatewayError as error:
             info.error, info.reason = error.code, error.reason
             if not response_started:
+                if info.set_cookie is not None:
+                    error.headers["Set-Cookie"] = info.set_cookie.decode("latin-1")
                 await _send_error(tracking_send, error)
         except Exception:
             # A bug, by CONTRACT §5. Log the type only (a traceback can quote request data) and
@@ -146,8 +156,17 @@ class HttpProxy:
                 raise NotFound()
             scope["gateway.path"] = path
             await self.control(scope, receive, send)
+            info.error, info.reason = scope.get("gateway.error", (None, None))
             return
         method: str = info.method
+        if method in _REFUSED_METHODS:
+            # TRACE echoes the request (cookies included) back; CONNECT asks for a tunnel.
+            raise MethodNotAllowed("This method is not forwarded.")
+        headers_size = 0
+        for name, value in scope["headers"]:
+            headers_size += len(name) + len(value)
+        if headers_size > MAX_HEADER_BYTES:
+            raise BadRequest("The request headers are too large.", reason="headers_too_large")
         rule = self.policies.match(method, path, False)
         info.rule = rule.name if rule is not None else None
         info.label = rule.name if rule is not None else "(default)"
@@ -156,6 +175,7 @@ class HttpProxy:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
 
         resolution = await self._identify(scope, headers, require, shadow, info)
+        info.set_cookie = resolution.set_cookie
         identity: Identity | GatewayError | None = resolution.error or resolution.identity
         refusal = self._refusal(require, identity)
         if refusal is not None:

@@ -18,8 +18,8 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -251,8 +251,8 @@ class WebSocketBridge:
         to_backend = asyncio.ensure_future(
             self._client_to_backend(receive, send, backend, auth, require, pointers))
         to_client = asyncio.ensure_future(_backend_to_client(backend, send))
-        done, _ = await asyncio.wait({to_backend, to_client},
-                                     return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({to_backend, to_client},
+                           return_when=asyncio.FIRST_COMPLETED)
         for task in (to_backend, to_client):
             if not task.done():
                 task.cancel()

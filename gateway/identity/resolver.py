@@ -25,7 +25,8 @@ from gateway.identity.model import ANONYMOUS, AUTHENTICATED, Identity
 from gateway.identity.session import Session, SessionManager
 from gateway.observe import audit, user_hash
 
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# RFC 9110 §9.2.1: only these are safe; any other method changes state and needs the check.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class TokenVerifier(Protocol):
@@ -122,7 +123,7 @@ class Resolver:
                 return Resolution(identity=token_result)
             return await self._with_token(session, token_result)
         if session is not None:
-            if method in UNSAFE_METHODS and not self.origin_allowed(credentials, scheme):
+            if method not in SAFE_METHODS and not self.origin_allowed(credentials, scheme):
                 return Resolution(error=OriginForbidden(), session=session)
             now = self.sessions.clock()
             identity = session.record.identity(now, self.sessions.settings.absolute_timeout)

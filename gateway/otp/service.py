@@ -22,6 +22,7 @@ ones, unless the operator opts in to ``reveal_unknown_users``.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import math
 import secrets
@@ -112,7 +113,14 @@ class OtpService:
         # How many codes were compared; tests use it to prove the attempt limit holds in races.
         self.evaluations = 0
         # Decoys claim the channel a real user most likely gets, among the configured ones.
-        self._decoy_channel = next((c for c in CHANNELS if c in self._senders), CHANNELS[0])
+        # Decoys use the channels a real user could have; which one is keyed by the user id, so
+        # an unknown id answers the same every time and both channels occur.
+        self._decoy_channels = [c for c in CHANNELS if c in self._senders] or [CHANNELS[0]]
+
+    def _decoy_channel(self, user_id: str) -> str:
+        digest = hmac.new(self._hash_key, b"decoy-channel:" + user_id.encode(), "sha256").digest()
+        channel: str = self._decoy_channels[digest[0] % len(self._decoy_channels)]
+        return channel
 
     async def send(
         self, *, owner: str, user_id: str, client_ip: str, language: str | None
@@ -133,7 +141,7 @@ class OtpService:
             self._audit("otp_not_sent", user_hash=uh, reason=why)
             # A decoy's "code" is not six digits, so no code a client can send matches its
             # digest, and the digest costs and looks the same as a real one.
-            channel, code = self._decoy_channel, "decoy"
+            channel, code = self._decoy_channel(user_id), "decoy"
             masked = fake_destination(self._hash_key, user_id, channel)
         else:
             channel, destination = route

@@ -55,7 +55,14 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Set from the connection; taken from the request only when the peer is a trusted proxy.
-FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
+FORWARDING = frozenset(
+    {
+        "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded",
+        # Client-address headers other proxies and CDNs set; a backend may log or trust them,
+        # so a client's own copy never passes (the gateway sends X-Forwarded-For instead).
+        "x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip", "fastly-client-ip",
+    }
+)
 # Response headers that describe the upstream hop, not the client's.
 RESPONSE_HOP_BY_HOP = frozenset(
     {
@@ -150,6 +157,25 @@ class HeaderRewriter:
         except ValueError:
             return False
         return any(address in net for net in self._trusted)
+
+    def client_ip(self, peer: str | None, headers: Iterable[tuple[bytes, bytes]]) -> str:
+        """The client's address: the peer, or behind trusted proxies the last untrusted hop.
+
+        Rate limits key on this, so behind a load balancer each user keeps their own budget
+        instead of sharing the balancer's.
+        """
+        if not peer:
+            return "unknown"
+        if not self.is_trusted_proxy(peer):
+            return peer
+        hops: list[str] = []
+        for name, value in headers:
+            if name == b"x-forwarded-for":
+                hops.extend(h.strip() for h in value.decode("latin-1").split(",") if h.strip())
+        for hop in reversed(hops):
+            if not self.is_trusted_proxy(hop):
+                return hop
+        return hops[0] if hops else peer
 
     def request_headers(
         self,

@@ -2,9 +2,10 @@
 
 Values that expire live in a ``cachetools.TLRUCache`` whose time-to-use is read from each entry,
 so every key carries its own TTL and the injected clock (a fake one in tests) decides when it is
-gone. The cache is bounded by ``maxsize``: when it is full, the least recently used expiring
-entry is dropped. For sessions that is a logout; for a rate-limit or OTP counter it is a fresh
-count, so size ``maxsize`` well above the live keys of one process. Durable values
+gone. The cache is bounded by ``maxsize``, and a full cache refuses new keys with
+``StoreUnavailable`` (503) instead of evicting live ones: evicting would log users out and,
+worse, reset rate-limit and OTP counters, so a flood of anonymous visitors could buy fresh
+attempts. Expired entries are purged first. Durable values
 (``ttl=None``) and sets are records, not cache entries (the GDPR links between user ids,
 anonymous ids and sessions): they live in plain dicts and are never evicted silently.
 
@@ -22,6 +23,7 @@ from typing import NamedTuple
 
 from cachetools import TLRUCache
 
+from gateway.errors import StoreUnavailable
 from gateway.stores.base import Clock, check_ttl, check_value
 
 
@@ -91,6 +93,7 @@ class MemoryStore:
             self._durable[key] = str(count).encode()
         else:
             count = 1
+            self._make_room(key)
             self._expiring[key] = _Entry(b"1", self._clock() + ttl)
         return count
 
@@ -132,4 +135,14 @@ class MemoryStore:
             self._durable[key] = value
         else:
             self._durable.pop(key, None)
+            self._make_room(key)
             self._expiring[key] = _Entry(value, self._clock() + ttl)
+
+    def _make_room(self, key: str) -> None:
+        cache = self._expiring
+        if key in cache or len(cache) < cache.maxsize:
+            return
+        cache.expire()
+        if len(cache) >= cache.maxsize:
+            raise StoreUnavailable("The in-memory store is full; retry later.",
+                                   reason="memory_store_full")

@@ -389,3 +389,20 @@ def test_invalid_config_lists_every_error_and_exits_non_zero(tmp_path: Any) -> N
     ]:
         assert line in err
     assert "inline-secret-value" not in err
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT"])
+def test_trace_and_connect_are_not_forwarded(gateway: Gateway, recorder: Recorder,
+                                             method: str) -> None:
+    status, _, _ = raw_request(
+        gateway.port, f"{method} /public/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+        .encode())
+    assert status in (400, 405)
+    assert recorder.requests() == []
+
+
+def test_oversized_header_block_is_refused(gateway: Gateway, recorder: Recorder) -> None:
+    response = httpx.get(f"{gateway.url}/public/x", headers={"X-Big": "b" * 70_000})
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
+    assert recorder.requests() == []

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
+from gateway.errors import StoreUnavailable
 from gateway.stores.base import Store
 from gateway.stores.memory import MemoryStore
 from tests.stores.conftest import Advance, FakeClock, Scenario, StoreFactory
@@ -215,17 +216,26 @@ def test_ping_and_aclose(run_store: Run) -> None:
 # The memory store's own promises, beyond the shared contract.
 
 
-def test_memory_eviction_spares_durable_values_and_sets() -> None:
+def test_full_memory_store_refuses_new_keys_instead_of_evicting_live_ones() -> None:
     async def scenario() -> None:
-        store = MemoryStore(maxsize=3, clock=FakeClock())
+        clock = FakeClock()
+        store = MemoryStore(maxsize=3, clock=clock)
         await store.set("durable", b"d")
         await store.sadd("links", "anon-1")
-        for i in range(10):
+        for i in range(3):
             await store.set(f"k{i}", b"v", ttl=60)
+        with pytest.raises(StoreUnavailable):
+            await store.set("k3", b"v", ttl=60)
+        with pytest.raises(StoreUnavailable):
+            await store.incr("counter", ttl=60)
+        # Live keys, counters, durable values and sets all survived the flood.
+        assert [await store.get(f"k{i}") for i in range(3)] == [b"v", b"v", b"v"]
         assert await store.get("durable") == b"d"
         assert await store.smembers("links") == {"anon-1"}
-        assert await store.get("k9") == b"v"
-        assert await store.get("k0") is None
+        await store.set("k0", b"updated", ttl=60)  # existing keys can still be written
+        clock.advance(61)  # once entries expire they make room again
+        await store.set("k3", b"v", ttl=60)
+        assert await store.get("k3") == b"v"
 
     asyncio.run(scenario())
 
