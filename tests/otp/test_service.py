@@ -30,7 +30,6 @@ from tests.otp.service_fixtures import (
     HASH_KEY,
     IP,
     OTHER_OWNER,
-    EMAIL_MASK,
     PHONE_MASK,
     FakeClock,
     FakeDirectory,
