@@ -20,15 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from gateway.errors import ConfigError
 from gateway.identity.jwt_config import IssuerConfig, JwksConfig, JWTSettings, KeyConfig
 from gateway.ops_settings import OpsSettings, assertion_ttl, build_ops, file_list
 from gateway.otp.model import LANGUAGES
 from gateway.otp.service import OtpSettings
 from gateway.rewrite.headers import HeaderNames
-from gateway.yamlio import describe_yaml_error, load_yaml
+from gateway.yamlio import read_yaml_file
 
 HMAC_ALGS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
@@ -398,12 +396,9 @@ def load_settings(
     config_path = path or env.get("GATEWAY_CONFIG")
     if config_path:
         source = str(config_path)
-        try:
-            loaded = load_yaml(Path(config_path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError([f"{source}: cannot read the file ({exc.strerror})"]) from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError([f"{source}: {describe_yaml_error(exc)}"]) from exc
+        loaded, yaml_errors = read_yaml_file(Path(config_path), source)
+        if yaml_errors:
+            raise ConfigError(yaml_errors)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -17,11 +17,10 @@ from typing import Any, Final, TypeGuard
 from urllib.parse import quote, urlsplit
 
 import httpx
-import yaml
 
 from gateway.errors import ConfigError, DirectoryError
 from gateway.otp.model import CHANNELS, LANGUAGES, Contact, Directory
-from gateway.yamlio import UniqueKeyLoader, describe_yaml_error
+from gateway.yamlio import TextLoader, parse_yaml
 
 log = logging.getLogger("gateway.directory")
 
@@ -87,15 +86,6 @@ def _found(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-class _TextLoader(UniqueKeyLoader):
-    """Numbers stay text: ``+4915112345678`` must keep its "+", and ``12345:`` is a user id."""
-
-    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's own per-class table
-        first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":int", ":float"))]
-        for first, resolvers in UniqueKeyLoader.yaml_implicit_resolvers.items()
-    }
-
-
 class _Problems(list[str]):
     """Every problem found in one file, each formatted from an FMT_* constant."""
 
@@ -136,10 +126,9 @@ class FileDirectory:
 
 
 def _read_yaml(text: str, problems: _Problems) -> list[Contact]:
-    try:
-        data = yaml.load(text, Loader=_TextLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as error:
-        problems.append(f"{problems.file}: {describe_yaml_error(error)}")
+    data, errors = parse_yaml(text, problems.file, TextLoader)
+    if errors:
+        problems.extend(errors)
         return []
     if not isinstance(data, dict):
         if data is not None:  # An empty file is an empty directory.

@@ -9,15 +9,43 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from gateway.errors import PolicyLoadError
 from gateway.policy.matcher import is_valid_pattern
+from gateway.policy.messages import (
+    EXPECT_DEFAULT_ONCE,
+    EXPECT_FILE,
+    EXPECT_MATCH,
+    EXPECT_METHODS,
+    EXPECT_METHODS_WEBSOCKET,
+    EXPECT_MODE,
+    EXPECT_NAME,
+    EXPECT_NAME_UNIQUE,
+    EXPECT_PATH,
+    EXPECT_POINTER,
+    EXPECT_POINTER_BODYLESS,
+    EXPECT_POINTER_DENY,
+    EXPECT_REQUIRE,
+    EXPECT_RULE,
+    EXPECT_RULES,
+    EXPECT_TEXT,
+    EXPECT_WEBSOCKET,
+    FILE_KEYS,
+    FMT_FILE,
+    FMT_FILE_SHAPE,
+    FMT_FILE_UNKNOWN,
+    FMT_NO_DIRECTORY,
+    FMT_NOT_DIRECTORY,
+    FMT_RULE,
+    FMT_RULE_SHAPE,
+    FMT_RULE_UNKNOWN,
+    MATCH_KEYS,
+    RULE_KEYS,
+    SUFFIXES,
+)
 from gateway.policy.model import (
     BODYLESS_METHODS,
     DENY,
@@ -28,56 +56,7 @@ from gateway.policy.model import (
     PolicySet,
     Rule,
 )
-
-# Message formats. Positions are 1-based; FILE is the name inside the policy directory.
-FMT_RULE: Final = (
-    "{file}: rule #{position} ('{name}'): option '{option}' must be {expected} "
-    "but it's configured as '{found}'"
-)
-FMT_RULE_UNKNOWN: Final = (
-    "{file}: rule #{position} ('{name}'): option '{option}' is not a known option "
-    "(known: {known})"
-)
-FMT_RULE_SHAPE: Final = (
-    "{file}: rule #{position} (''): the rule must be {expected} but it's configured as '{found}'"
-)
-FMT_FILE: Final = "{file}: option '{option}' must be {expected} but it's configured as '{found}'"
-FMT_FILE_UNKNOWN: Final = "{file}: option '{option}' is not a known option (known: {known})"
-FMT_FILE_SHAPE: Final = "{file}: the file must be {expected} but it's configured as '{found}'"
-FMT_YAML: Final = "{file}: invalid YAML at line {line}, column {column}: {problem}"
-FMT_UNREADABLE: Final = "{file}: the file cannot be read: {problem}"
-FMT_NO_DIRECTORY: Final = "{directory}: the policy directory does not exist"
-FMT_NOT_DIRECTORY: Final = "{directory}: the policy directory is not a directory"
-FMT_DUPLICATE_KEY: Final = "duplicate key '{key}' (first defined at line {line})"
-
-# Expected parts.
-EXPECT_REQUIRE: Final = "one of 'public', 'anonymous', 'authenticated', 'otp', 'deny'"
-EXPECT_DEFAULT_ONCE: Final = "set in only one policy file"
-EXPECT_MODE: Final = "one of 'enforce', 'shadow'"
-EXPECT_NAME: Final = "a non-empty string"
-EXPECT_NAME_UNIQUE: Final = "unique across all policy files"
-EXPECT_TEXT: Final = "a string"
-EXPECT_MATCH: Final = "a mapping with 'path' and optional 'methods', 'websocket'"
-EXPECT_PATH: Final = "a path pattern starting with '/' (segments: literals, '*' or '**')"
-EXPECT_METHODS: Final = (
-    "a non-empty list of distinct methods among "
-    "'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'"
-)
-EXPECT_METHODS_WEBSOCKET: Final = "absent or include 'GET' when 'websocket' is true"
-EXPECT_WEBSOCKET: Final = "a boolean (true: only WebSocket handshakes, false: only plain HTTP)"
-EXPECT_POINTER: Final = "a JSON pointer such as '/sender', or a non-empty list of them"
-EXPECT_POINTER_DENY: Final = "absent on a 'deny' rule (it could never apply)"
-EXPECT_POINTER_BODYLESS: Final = (
-    "absent when 'match.methods' only has GET or HEAD (they carry no body)"
-)
-EXPECT_RULES: Final = "a list of rules (it may be empty)"
-EXPECT_FILE: Final = "a mapping with 'rules' and optional 'default', 'description'"
-EXPECT_RULE: Final = "a mapping of options"
-
-FILE_KEYS: Final = ("rules", "default", "description")
-RULE_KEYS: Final = ("name", "description", "match", "require", "body_user_id", "mode")
-MATCH_KEYS: Final = ("path", "methods", "websocket")
-SUFFIXES: Final = (".yaml", ".yml")
+from gateway.yamlio import read_yaml_file
 
 # RFC 6901: "/"-separated reference tokens in which "~" only starts "~0" or "~1". Every group
 # begins with "/" and no token contains one, so the pattern cannot backtrack badly.
@@ -118,32 +97,6 @@ def _render(value: object, top: bool = False) -> str:
 def is_valid_pointer(value: object) -> bool:
     """An RFC 6901 pointer that names a member, so not "" (the whole body) and not "/"."""
     return isinstance(value, str) and value != "/" and _POINTER.fullmatch(value) is not None
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that records duplicate keys, which plain YAML silently lets override."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[tuple[int, int, str, int]] = []
-
-    def construct_mapping(
-        self, node: yaml.MappingNode, deep: bool = False
-    ) -> dict[Hashable, Any]:
-        seen: dict[object, int] = {}
-        for key_node, _ in node.value:
-            # Merge keys ("<<") are meant to be overridden, so only written keys are compared.
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                continue
-            key = self.construct_object(key_node)
-            if not isinstance(key, Hashable):
-                continue
-            mark = key_node.start_mark
-            if key in seen:
-                self.duplicates.append((mark.line + 1, mark.column + 1, render(key), seen[key]))
-            else:
-                seen[key] = mark.line + 1
-        return super().construct_mapping(node, deep=deep)
 
 
 @dataclass
@@ -189,59 +142,9 @@ def load_policies(directory: str | Path) -> PolicySet:
 
 def _parse(found: _Collector, path: Path) -> object:
     """The file's YAML data; on a problem, record it and return MISSING."""
-    file = path.name
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        found.errors.append(FMT_UNREADABLE.format(file=file, problem=exc.strerror or exc))
-        return MISSING
-    try:
-        # "utf-8-sig" drops the byte-order mark some Windows editors write.
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        # Valid up to the bad byte, so the prefix decodes; columns count characters, as YAML's.
-        prefix = raw[: exc.start].decode("utf-8-sig")
-        line, column = _position(prefix, len(prefix))
-        problem = f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})"
-        found.errors.append(FMT_YAML.format(file=file, line=line, column=column, problem=problem))
-        return MISSING
-    # The pure-Python loader, never libyaml's, so error texts do not depend on the build.
-    try:
-        # The reader checks for forbidden characters as soon as the loader is built.
-        loader = _StrictLoader(text)
-    except yaml.reader.ReaderError as exc:
-        line, column = _position(text, exc.position)
-        problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
-        found.errors.append(FMT_YAML.format(file=file, line=line, column=column, problem=problem))
-        return MISSING
-    try:
-        data = loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        found.errors.append(_yaml_error(file, exc))
-        return MISSING
-    finally:
-        loader.dispose()
-    # Outer mappings are built before the mappings nested in them; report in reading order.
-    for line, column, key, first in sorted(loader.duplicates):
-        problem = FMT_DUPLICATE_KEY.format(key=key, line=first)
-        found.errors.append(FMT_YAML.format(file=file, line=line, column=column, problem=problem))
-    return data
-
-
-def _position(text: str, offset: int) -> tuple[int, int]:
-    """1-based line and column of ``offset``, counted as YAML marks are."""
-    return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
-
-
-def _yaml_error(file: str, exc: yaml.MarkedYAMLError) -> str:
-    mark = exc.problem_mark or exc.context_mark
-    problem = exc.problem or exc.context or "unknown problem"
-    if exc.context and exc.problem and exc.context_mark is not None:
-        # PyYAML phrases the context as the start of the sentence ("while parsing a flow
-        # mapping", "expected a single document in the stream").
-        problem = f"{exc.context} at line {exc.context_mark.line + 1}, {exc.problem}"
-    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-    return FMT_YAML.format(file=file, line=line, column=column, problem=problem)
+    data, errors = read_yaml_file(path, path.name)
+    found.errors.extend(errors)
+    return MISSING if errors and data is None else data
 
 
 def _check_file(found: _Collector, file: str, data: object) -> None:

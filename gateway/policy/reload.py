@@ -23,7 +23,8 @@ from typing import Final
 
 from gateway.errors import PolicyLoadError
 from gateway.metrics import Metrics
-from gateway.policy.loader import SUFFIXES, load_policies
+from gateway.policy.loader import load_policies
+from gateway.policy.messages import SUFFIXES
 from gateway.policy.model import PolicySet
 
 POLL_INTERVAL: Final = 0.5
