@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from gateway.identity.session import SessionRecord, link_keys
-from gateway.observe import audit, user_hash
+from gateway.observe import audit, configure_user_ids, user_hash
 from gateway.otp.codes import Challenge
 from gateway.otp.keys import OtpKeys
 from gateway.settings import Settings
@@ -160,6 +160,8 @@ async def run_command(action: str, settings: Settings, user_id: str) -> dict[str
     """``gateway users show|forget``: one call against the configured store, then close it."""
     from gateway.app import build_store  # the app module pulls in the whole pipeline
 
+    # Users appear in the "forget" audit event as in the gateway's own logs (same salt).
+    configure_user_ids(settings.ops.log_user_id, settings.ops.user_hash_salt)
     store = build_store(settings, time.time)
     try:
         if action == "forget":

@@ -12,7 +12,7 @@ Keys (all under ``otp:``; users, IPs and owners appear only as keyed hashes, nev
   concurrent sends exactly one passes; ``otp:sends:{user}`` — sends per user per hour.
 * ``otp:ip:send:{ip}``, ``otp:ip:verify:{ip}`` — per-client-IP counters over ``ip_window``.
 
-The names are built by :class:`gateway.otp.keys.OtpKeys`.
+The names are built in one place, :class:`gateway.otp.keys.OtpKeys` (GDPR reads them too).
 
 Unknown users (and users without a usable contact) go through the same limits and get a decoy
 challenge that no code matches, so neither ``send`` nor ``verify`` tells them apart from known
@@ -106,7 +106,6 @@ class OtpService:
         self._directory = directory
         self._senders = dict(senders)
         self._hash_key = hash_key
-        # Key names live in one module so that ``gateway users`` can find a user's OTP state.
         self.keys = OtpKeys(hash_key)
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
@@ -151,7 +150,7 @@ class OtpService:
             masked = mask(channel, destination)
         digest = code_digest(self._hash_key, challenge_id, code)
         challenge = Challenge(challenge_id, user_id, digest, channel, self._clock() + s.code_ttl)
-        await self._store.set(self._challenge_key(owner), challenge.dump(), ttl=s.code_ttl)
+        await self._store.set(self.keys.challenge(owner), challenge.dump(), ttl=s.code_ttl)
         if message is not None:
             # Delivery runs in the background so that the answer, and its timing, is the same
             # whether the SMS gateway is fast, slow or down, and the same as for a decoy. The
@@ -169,7 +168,7 @@ class OtpService:
         if not is_well_formed(code):
             raise BadRequest("The code must be exactly six digits.", reason="otp_code_format")
         await self._limit_ip("verify", client_ip, s.ip_verify_limit)
-        key = self._challenge_key(owner)
+        key = self.keys.challenge(owner)
         challenge = Challenge.load(await self._store.get(key))
         if challenge is None or self._clock() >= challenge.expires_at:
             raise OtpInvalid()
@@ -298,6 +297,3 @@ class OtpService:
     async def _cooldown_left(self, user: str) -> dict[str, str]:
         # A burned challenge: the user may ask for a new code once the cooldown is over.
         return _retry_after(await self._store.ttl(self.keys.last_send(user)), 1)
-
-    def _challenge_key(self, owner: str) -> str:
-        return self.keys.challenge(owner)

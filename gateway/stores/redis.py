@@ -106,7 +106,10 @@ class RedisStore:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             # One immediate retry covers a pooled connection that Redis closed while idle; more
-            # would only make a client wait longer for the 503 when Redis is really down.
+            # would only make a client wait longer for the 503 when Redis is really down. A
+            # retry after a timeout may repeat a command that did run: for ``incr`` that counts
+            # one try too many, for ``add``/``take`` it reports "taken" — both refuse, never
+            # grant, so the retry cannot weaken a limit.
             retry=Retry(NoBackoff(), 1),
         )
         # from_pool: the client owns the pool, so aclose() disconnects every connection.

@@ -112,7 +112,8 @@ def test_yaml_directory_file_level_problems(tmp_path: Path) -> None:
     duplicate = tmp_path / "dup.yaml"
     duplicate.write_text("alice: {}\nalice: {}\n", encoding="utf-8")
     assert config_errors(duplicate) == [
-        f"{duplicate}: invalid YAML at line 2, column 1: duplicate key 'alice' (first defined at line 1)"
+        f"{duplicate}: invalid YAML at line 2, column 1: "
+        "duplicate key 'alice' (first defined at line 1)"
     ]
     empty = tmp_path / "empty.yaml"
     empty.write_text("", encoding="utf-8")

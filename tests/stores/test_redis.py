@@ -16,7 +16,7 @@ from gateway.errors import StoreUnavailable
 from gateway.stores.base import Store
 from gateway.stores.redis import RedisStore, describe_url
 from tests.support.procs import free_port
-from tests.support.redis import RedisTarget
+from tests.support.redis import RedisTarget, connect_or_skip
 
 
 def test_keys_live_under_the_prefix_with_native_ttls(redis_target: RedisTarget) -> None:
@@ -191,3 +191,13 @@ def test_recovery_is_logged(redis_target: RedisTarget, caplog: pytest.LogCapture
     with caplog.at_level(logging.WARNING, logger="gateway.store"):
         asyncio.run(scenario())
     assert "session store reachable again" in caplog.text
+
+
+def test_without_redis_the_tests_skip_or_fail_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_REDIS_URL", f"redis://127.0.0.1:{free_port()}/15")
+    monkeypatch.delenv("GATEWAY_TEST_REQUIRE_REDIS", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"no Redis answers at redis://127\.0\.0\.1:"):
+        connect_or_skip()
+    monkeypatch.setenv("GATEWAY_TEST_REQUIRE_REDIS", "1")
+    with pytest.raises(pytest.fail.Exception, match="GATEWAY_TEST_REQUIRE_REDIS=1"):
+        connect_or_skip()

@@ -126,5 +126,6 @@ def test_yaml_syntax_and_duplicate_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, "mode: dev\nmode: production\n"), {})
     assert caught.value.errors == [
-        f"{tmp_path / 'gateway.yaml'}: invalid YAML at line 2, column 1: duplicate key 'mode' (first defined at line 1)"
+        f"{tmp_path / 'gateway.yaml'}: invalid YAML at line 2, column 1: "
+        "duplicate key 'mode' (first defined at line 1)"
     ]
