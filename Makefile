@@ -4,7 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo clean chromium screenshot
+# The browser tests (tests/browser) drive Debian's chromium through playwright; playwright's
+# own browser download does not work here, so `playwright install` is never run.
+CHROMIUM ?= /usr/bin/chromium
 
 install: $(STAMP)
 
@@ -16,8 +19,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+# If apt cannot install it, carry on: the browser tests then skip (or fail under CI) and say why.
+chromium:
+	@test -x $(CHROMIUM) || { echo "chromium is missing; installing it with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	  || echo "could not install chromium: the browser tests will report it"; }
+
+# Refresh docs/demo.png, the README's screenshot, from the browser story test.
+screenshot: $(STAMP) chromium
+	GATEWAY_UPDATE_SCREENSHOT=1 GATEWAY_TEST_REQUIRE_BROWSER=1 \
+	  $(BIN)/python -m pytest -q tests/browser/test_demo_story.py -k demo_story
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests examples

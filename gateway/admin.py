@@ -21,12 +21,12 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from prometheus_client import CONTENT_TYPE_LATEST
-
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
 
 READY_TIMEOUT: Final = 2.0
+# The classic text format generate_latest() writes, which every Prometheus version reads.
+METRICS_TYPE: Final = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 class AdminApp:
@@ -57,7 +57,7 @@ class AdminApp:
                 await _send(send, 200, _json({"status": "ready"}))
         else:
             body = self.gateway.metrics.render()
-            await _send(send, 200, (CONTENT_TYPE_LATEST.encode("ascii"), body))
+            await _send(send, 200, (METRICS_TYPE, body))
 
     async def problems(self) -> list[str]:
         """Why the gateway cannot serve now; empty when ready. Checks run side by side."""

@@ -150,7 +150,7 @@ class GatewayApp:
         if kind == "http":
             await self.http(scope, receive, send)
         elif kind == "websocket":
-            await self.websocket(scope, receive, send)
+            await self.websocket(scope, *self.metrics.watch_websocket(receive, send))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -76,6 +77,10 @@ def demo_config(gateway_port: int, bot_port: int, admin_port: int = 9090) -> dic
     }
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def run_demo(gateway_port: int = 8080, bot_port: int = 9000, admin_port: int = 9090) -> int:
     from gateway.app import create_app
     from gateway.observe import configure_logging
@@ -92,9 +97,18 @@ def run_demo(gateway_port: int = 8080, bot_port: int = 9000, admin_port: int = 9
         for line in error.errors:
             print(f"  - {line}", file=sys.stderr)
         return 2
+    # The bot plays the website's backend too: its /demo/token signs JWTs for the chat page's
+    # jwtFn with the same demo key (handed over in its environment, never on disk).
+    bot_env = {**os.environ, "DEMO_BOT_JWT_SECRET": secret, "DEMO_BOT_JWT_ISSUER": DEMO_ISSUER,
+               "DEMO_BOT_JWT_AUDIENCE": DEMO_AUDIENCE, "DEMO_BOT_JWT_KID": DEMO_KID}
     bot = subprocess.Popen(  # noqa: S603 - our own interpreter and script
-        [sys.executable, str(find_examples()), "--port", str(bot_port)]
+        [sys.executable, str(find_examples()), "--port", str(bot_port), "--exit-with-parent"],
+        env=bot_env,
     )
+    # uvicorn stops on SIGTERM and then re-raises it; with the default action that would end
+    # this process before the `finally` below stops the bot, leaving it running. Raising
+    # SystemExit instead unwinds through it (SIGINT already does, as KeyboardInterrupt).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         if not _wait_for_port(bot_port):
             print(f"The demo bot did not start on port {bot_port}.", file=sys.stderr)
@@ -117,7 +131,10 @@ def run_demo(gateway_port: int = 8080, bot_port: int = 9000, admin_port: int = 9
         )
         base = f"http://127.0.0.1:{gateway_port}"
         print(
-            f"\nDemo gateway on {base} in front of the demo bot on 127.0.0.1:{bot_port}.\n"
+            f"\nDemo gateway on {base} in front of the demo bot on 127.0.0.1:{bot_port}.\n\n"
+            f"Open the chat page in a browser:  {base}/\n"
+            "  chat anonymously, press 'Show balance', enter customer number C-1001, type the\n"
+            "  code printed on this console, see the balance, log out: it is refused again.\n\n"
             f"A token for user 'alice' (valid 1 h), ready to paste:\n\n"
             f"  curl -s {base}/api/chat -H 'Authorization: Bearer {token}' "
             f"-H 'Content-Type: application/json' "

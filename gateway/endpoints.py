@@ -89,6 +89,9 @@ class AuthEndpoints:
             ("/auth/otp/verify", "POST"): self.otp_verify,
             ("/auth/client.js", "GET"): self.client_js,
             ("/auth/client.js", "HEAD"): self.client_js,
+            # The same client as an ES module (a two-line wrapper importing client.js).
+            ("/auth/client.mjs", "GET"): self.client_js,
+            ("/auth/client.mjs", "HEAD"): self.client_js,
             **(extra or {}),  # Routes other modules own, e.g. /auth/jwks.json (assertion.py).
         }
         self.paths = {path for path, _ in self.routes}
@@ -291,7 +294,8 @@ class AuthEndpoints:
         return _json(payload, set_cookie=self.sessions.cookie(elevated))
 
     async def client_js(self, request: Request) -> Response:
-        path = STATIC / "client.js"
+        # /auth/client.js or /auth/client.mjs (CONTRACT §8); never cached stale.
+        path = STATIC / request.scope["gateway.path"].rsplit("/", 1)[1]
         if not path.exists():
             raise NotFound()
         return Response(path.read_bytes(), media_type="text/javascript",

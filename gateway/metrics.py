@@ -19,8 +19,8 @@ status code (100-599).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
-from typing import Final
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -49,7 +49,7 @@ OTP_VERIFY_OUTCOMES: Final = ("ok", "invalid", "locked", "rate_limited", "malfor
 OTP_LOCK_SCOPES: Final = ("challenge", "user")
 # RFC 6455 codes a bridge uses plus the gateway's own 4401/4403 (CONTRACT §7).
 WS_CLOSE_CODES: Final = (
-    "1000", "1001", "1006", "1008", "1009", "1011", "1012", "4401", "4403", "other",
+    "1000", "1001", "1005", "1006", "1008", "1009", "1011", "1012", "4401", "4403", "other",
 )
 
 
@@ -161,6 +161,37 @@ class Metrics:
     def ws_closed(self, code: int) -> None:
         label = str(code)
         self._ws_closed.labels(label if label in WS_CLOSE_CODES else "other").inc()
+
+    def watch_websocket(
+        self, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+    ) -> tuple[Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]]:
+        """ASGI ``receive``/``send`` that count an accepted connection and how it closed.
+
+        Watching the ASGI messages keeps the bridge free of metrics code: ``websocket.accept``
+        opens, and the first of the gateway's ``websocket.close`` or the client's
+        ``websocket.disconnect`` closes, with its code. A handshake refused before the accept
+        is not a connection and counts in neither.
+        """
+        state = {"open": False}
+
+        async def watched_send(message: Any) -> None:
+            kind = message["type"]
+            if kind == "websocket.accept":
+                state["open"] = True
+                self.ws_opened.inc()
+            elif kind == "websocket.close" and state["open"]:
+                state["open"] = False
+                self.ws_closed(int(message.get("code", 1000)))
+            await send(message)
+
+        async def watched_receive() -> Any:
+            message = await receive()
+            if message["type"] == "websocket.disconnect" and state["open"]:
+                state["open"] = False
+                self.ws_closed(int(message.get("code", 1005)))
+            return message
+
+        return watched_receive, watched_send
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this app's registry."""

@@ -102,7 +102,7 @@ def serve(app: GatewayApp, *, host: str, port: int) -> None:
         config = admin_config(
             AdminApp(app, serving=lambda: public.started and not public.should_exit),
             host=settings.host, port=settings.port)
-        # Bound before the loop starts: a taken admin port stops the process (exit 1) before
+        # Bound before the loop starts: a taken admin port stops the process (exit 3) before
         # the public port opens, instead of leaving a gateway that health checks cannot see.
         admin_socket = config.bind_socket()
         admin = AdminServer(config, public)

@@ -63,6 +63,7 @@ class PolicyReloader:
         self._metrics = metrics
         self.interval = interval
         self._seen: Snapshot = None
+        self._pending: Snapshot = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -85,24 +86,27 @@ class PolicyReloader:
         self._wake.set()
 
     async def _run(self) -> None:
-        pending: Snapshot = None
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             except TimeoutError:
-                current = snapshot(self.directory)
-                if current == self._seen:
-                    pending = None
-                elif current == pending:
-                    # Unchanged since the last poll: the writer is done.
-                    self._seen, pending = current, None
-                    await self.reload("change")
-                else:
-                    pending = current
+                await self.poll()
                 continue
             self._wake.clear()
-            self._seen, pending = snapshot(self.directory), None
+            self._seen, self._pending = snapshot(self.directory), None
             await self.reload("signal")
+
+    async def poll(self) -> None:
+        """Reload when the files differ from the active set's and match the previous poll."""
+        current = snapshot(self.directory)
+        if current == self._seen:
+            self._pending = None
+        elif current == self._pending:
+            # Unchanged since the last poll: the writer is done.
+            self._seen, self._pending = current, None
+            await self.reload("change")
+        else:
+            self._pending = current
 
     async def reload(self, trigger: str = "manual") -> bool:
         """Load and swap; on any problem keep the active set. True if the new set is active."""

@@ -62,6 +62,7 @@ def test_each_example_loads_on_its_own(example: Path, tmp_path: Path) -> None:
     ("HEAD", "/", False, "chat-page", "public", ()),
     ("GET", "/static/js/chat.js", False, "static-assets", "public", ()),
     ("GET", "/healthz", False, "backend-health", "public", ()),
+    ("GET", "/demo/token", False, "demo-token", "public", ()),
     ("POST", "/api/chat", False, "chat-message", "anonymous", ("/sender",)),
     ("GET", "/api/chat/stream", False, "chat-stream", "anonymous", ()),
     ("GET", "/ws", True, "chat-websocket", "anonymous", ("/sender",)),
