@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -73,6 +74,8 @@ class AdminApp:
             return await asyncio.wait_for(self.gateway.ready(), self.timeout)
         except TimeoutError:
             return [f"store: no answer within {self.timeout:g} s"]
+        except Exception as error:  # A readiness probe answers 503, never 500.
+            return [f"store: the check failed ({type(error).__name__})"]
 
     async def _upstream(self) -> list[str]:
         upstream = self.gateway.settings.upstream
@@ -86,7 +89,8 @@ class AdminApp:
         except TimeoutError:
             return [f"upstream: no TCP connection to {where} within {self.timeout:g} s"]
         except OSError as error:
-            reason = error.strerror or type(error).__name__
+            # errno, not the message: asyncio's own message repeats the address.
+            reason = os.strerror(error.errno) if error.errno else type(error).__name__
             return [f"upstream: cannot connect to {where} ({reason})"]
         writer.close()
         try:

@@ -109,6 +109,7 @@ class WebSocketBridge:
             return
         record["decision"] = "allow"
         record["level"] = auth.identity.level
+        record["user"] = auth.identity.user_id  # hashed (or dropped) by the request log
         code = await self._bridge(scope, receive, send, headers, rule, auth, subprotocols,
                                   set_cookie)
         record["close_code"] = code

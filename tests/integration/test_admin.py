@@ -146,3 +146,33 @@ def test_admin_listener_can_be_turned_off(keys: AttackKeys, recorder: Recorder,
             httpx.get(f"http://127.0.0.1:{port}/healthz")
     finally:
         stop(gw.proc)
+
+
+def test_readyz_lists_every_problem_in_process(keys: AttackKeys, tmp_path: Path) -> None:
+    from gateway.admin import AdminApp
+    from gateway.app import create_app
+    from gateway.errors import StoreUnavailable
+    from gateway.stores.memory import MemoryStore
+    from tests.support.ops import settings_for
+
+    class DownStore(MemoryStore):
+        async def ping(self) -> None:
+            raise StoreUnavailable()
+
+    port = free_port()
+    settings = settings_for(keys, tmp_path, f"http://127.0.0.1:{port}")
+
+    async def scenario() -> httpx.Response:
+        app = create_app(settings, store=DownStore())
+        transport = httpx.ASGITransport(app=AdminApp(app, serving=lambda: False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
+            return await client.get("/readyz")
+
+    answer = asyncio.run(scenario())
+    assert answer.status_code == 503
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.json()["problems"] == [
+        "gateway: the public listener is not serving (starting or shutting down)",
+        "store: the session store is unreachable",
+        f"upstream: cannot connect to 127.0.0.1:{port} (Connection refused)",
+    ]

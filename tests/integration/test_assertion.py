@@ -118,7 +118,7 @@ def test_rotation_old_key_verifies_while_published_and_fails_once_removed(
         verify(signed_a, jwks_b)
     # A forged kid does not help either: the B key does not verify A's signature.
     kid_b = jwks_b["keys"][0]["kid"]
-    header, payload, signature = signed_a.split(".")
+    _, payload, signature = signed_a.split(".")
     relabelled = jwt.api_jws.base64url_encode(
         f'{{"alg":"ES256","kid":"{kid_b}","typ":"JWT"}}'.encode()).decode()
     with pytest.raises(jwt.InvalidSignatureError):
@@ -166,7 +166,6 @@ def test_generated_key_and_short_ttl_sign_again_when_the_cached_one_ages(
     assert signer.for_identity(elevated) != renewed
 
 
-@pytest.mark.slow
 def test_backend_verifies_with_pyjwkclient_against_a_real_gateway(
     keys: AttackKeys, recorder: Recorder, tmp_path: Path
 ) -> None:

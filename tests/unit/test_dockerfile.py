@@ -46,11 +46,11 @@ def parsed() -> list[tuple[str, str]]:
 
 def test_base_image_is_pinned_to_a_version(parsed: list[tuple[str, str]]) -> None:
     # FROM [--platform=…] IMAGE [AS NAME]
-    images = [[t for t in args.split() if not t.startswith("--")][0]
+    images = [next(t for t in args.split() if not t.startswith("--"))
               for keyword, args in parsed if keyword == "FROM"]
     assert images, "no FROM"
     for image in images:
-        name, _, tag = image.partition("@")[0].partition(":")
+        _, _, tag = image.partition("@")[0].partition(":")
         assert tag, f"{image}: no tag, which means latest"
         assert tag != "latest"
         assert re.match(r"\d+\.\d+\.\d+", tag), f"{image}: the tag is not a full version"
