@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo clean chromium screenshot
+.PHONY: install test lint demo clean chromium screenshot bench
 # The browser tests (tests/browser) drive Debian's chromium through playwright; playwright's
 # own browser download does not work here, so `playwright install` is never run.
 CHROMIUM ?= /usr/bin/chromium
@@ -39,6 +39,11 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/gateway demo
+
+# The load benchmark (issue 7): installs wrk, nginx and haproxy with apt-get when missing, pins
+# the system under test to core 0 and the load to core 1, writes bench/RESULTS.md. Not a test.
+bench: $(STAMP)
+	bench/run.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

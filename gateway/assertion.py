@@ -33,7 +33,7 @@ from starlette.responses import Response
 
 from gateway.errors import ConfigError, NotFound, render
 from gateway.identity.model import Identity
-from gateway.ops_settings import AssertionSettings, load_p256
+from gateway.settings.ops import AssertionSettings, load_p256
 
 MAX_CACHED: Final = 10_000
 JWKS_PATH: Final = "/auth/jwks.json"

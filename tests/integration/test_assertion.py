@@ -145,7 +145,7 @@ def test_generated_key_and_short_ttl_sign_again_when_the_cached_one_ages(
 ) -> None:
     from gateway.assertion import AssertionSigner
     from gateway.identity.model import Identity
-    from gateway.ops_settings import AssertionSettings
+    from gateway.settings.ops import AssertionSettings
 
     now = [1_800_000_000.0]
     signer = AssertionSigner(AssertionSettings(enabled=True, audience=AUDIENCE, ttl=30),
