@@ -8,7 +8,6 @@ refused is never sent upstream.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -27,7 +26,8 @@ from gateway.errors import (
     UpstreamUnavailable,
     render,
 )
-from gateway.forward.upstream import UpstreamPool, UpstreamResponse
+from gateway.forward.relay import relay
+from gateway.forward.upstream import UpstreamPool
 from gateway.identity.model import Identity
 from gateway.identity.resolver import Resolution, Resolver
 from gateway.metrics import RequestMetrics
@@ -36,7 +36,7 @@ from gateway.policy.decide import decide
 from gateway.policy.model import PolicySet, Rule
 from gateway.policy.paths import canonical_path, encode_path
 from gateway.rewrite.body import overwrite_user_id, remove_pointers
-from gateway.rewrite.headers import HeaderRewriter, response_headers
+from gateway.rewrite.headers import HeaderRewriter
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -210,7 +210,7 @@ class HttpProxy:
             method.encode("ascii"), target, upstream_headers, body, content_length=content_length
         )
         info.upstream = time.perf_counter() - info.sent
-        await _relay(response, receive, send, resolution.set_cookie)
+        await relay(response, receive, send, resolution.set_cookie)
 
     async def _identify(
         self,
@@ -328,76 +328,6 @@ async def _stream_body(first: bytes, receive: Any) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body", False):
             return
-
-
-async def _relay(
-    response: UpstreamResponse, receive: Any, send: Any, set_cookie: bytes | None = None
-) -> None:
-    """Stream the upstream response to the client, each piece as soon as it arrives."""
-    try:
-        headers = response_headers(response.headers)
-        if set_cookie is not None:
-            # The session changed while resolving (created or upgraded): the client learns
-            # its new cookie on the backend's response.
-            headers.append((b"set-cookie", set_cookie))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        if not response.has_body:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        expected = response.content_length
-        if expected is not None:
-            # Fixed-length bodies end by themselves; a client that leaves costs at most the rest
-            # of this body.
-            received = 0
-            while received < expected:
-                chunk = await response.read()
-                if not chunk:
-                    break
-                received += len(chunk)
-                await send(
-                    {"type": "http.response.body", "body": chunk, "more_body": received < expected}
-                )
-            if received < expected:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        await _relay_stream(response, receive, send)
-    finally:
-        await response.aclose()
-
-
-async def _relay_stream(response: UpstreamResponse, receive: Any, send: Any) -> None:
-    # Streams (SSE, chunked) may last forever: uvicorn drops writes to a gone client silently, so
-    # a watcher notices the disconnect and ends the relay, which closes the upstream connection.
-    async def pump() -> None:
-        while True:
-            chunk = await response.read()
-            if not chunk:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                return
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-    async def watch() -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-
-    pump_task = asyncio.ensure_future(pump())
-    watch_task = asyncio.ensure_future(watch())
-    try:
-        done, _ = await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (pump_task, watch_task):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(pump_task, watch_task, return_exceptions=True)
-    if pump_task in done and pump_task.exception() is not None:
-        error = pump_task.exception()
-        if isinstance(error, GatewayError):
-            # Headers are out already; the stream just ends early.
-            log.warning("upstream stream ended early", extra={"event": {"reason": error.reason}})
-            return
-        raise error  # type: ignore[misc]
 
 
 async def _send_error(send: Any, error: GatewayError) -> None:
