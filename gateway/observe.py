@@ -22,6 +22,8 @@ import sys
 import time
 from typing import IO, Any, ClassVar, Final
 
+from gateway.tasks import cancel_and_wait
+
 FLUSH_INTERVAL = 0.2
 MAX_BUFFERED = 512
 USER_ID_MODES: Final = ("hash", "plain", "none")
@@ -70,13 +72,8 @@ class RequestLog:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         self.flush()
 
 

@@ -25,6 +25,7 @@ from typing import Final
 
 from gateway.errors import BadRequest, UpstreamUnavailable
 from gateway.forward.upstream_protocol import IDLE, UpstreamConnection, UpstreamResponse
+from gateway.tasks import cancel_and_wait
 
 __all__ = ["UpstreamPool", "UpstreamResponse"]
 
@@ -111,11 +112,7 @@ class UpstreamPool:
                 conn.close()
             else:
                 conn._fail(UpstreamUnavailable(reason="pool_closed"))
-        sweeper = self._sweeper
-        if sweeper is not None:
-            sweeper.cancel()
-            # asyncio.wait neither raises the task's CancelledError nor swallows our own.
-            await asyncio.wait([sweeper])
+        await cancel_and_wait(self._sweeper)
         if self._conns:
             # connection_lost runs a loop iteration after close/abort; wait for it so every
             # socket is really closed when this returns.

@@ -33,6 +33,7 @@ from gateway.identity.jwt_config import (
     JwksConfig,
     KeyConfig,
 )
+from gateway.tasks import cancel_and_wait
 
 logger = logging.getLogger("gateway.jwt")
 
@@ -240,9 +241,7 @@ class JwksFetcher:
 
     async def aclose(self) -> None:
         task, self._inflight = self._inflight, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
 
     def _start_fetch(self) -> asyncio.Task[None] | None:
         if self._inflight is not None:

@@ -26,6 +26,7 @@ from gateway.metrics import Metrics
 from gateway.policy.loader import load_policies
 from gateway.policy.messages import SUFFIXES
 from gateway.policy.model import PolicySet
+from gateway.tasks import cancel_and_wait
 
 POLL_INTERVAL: Final = 0.5
 log = logging.getLogger("gateway.policy")
@@ -73,13 +74,8 @@ class PolicyReloader:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     def trigger(self) -> None:
         """Reload now, changed or not (``SIGHUP``); safe to call from a loop signal handler."""
