@@ -12,11 +12,16 @@ port off the internet without any rule.
   list of problems (readiness). While shutting down it answers 503, so a load balancer stops
   sending traffic before the public port closes.
 - ``/metrics``: the Prometheus text format of this app's registry.
+- ``GET /users/ID`` and ``POST /users/ID/forget``: GDPR, for ``gateway users show|forget`` on
+  the memory store, whose data lives only inside this process. Personal data and erasure are
+  answered only to a peer on this machine (a loopback address), so an admin port opened to a
+  Prometheus server elsewhere does not expose them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 from collections.abc import Callable
@@ -43,7 +48,9 @@ class AdminApp:
         if scope["type"] != "http":
             return  # No lifespan (the public server runs the app's) and no WebSockets.
         path, method = scope["path"], scope["method"]
-        if path not in ("/healthz", "/readyz", "/metrics"):
+        if path.startswith("/users/"):
+            await self._users(scope, path, method, send)
+        elif path not in ("/healthz", "/readyz", "/metrics"):
             await _send(send, 404, _json({"error": "not_found"}))
         elif method not in ("GET", "HEAD"):
             await _send(send, 405, _json({"error": "method_not_allowed"}),
@@ -59,6 +66,35 @@ class AdminApp:
         else:
             body = self.gateway.metrics.render()
             await _send(send, 200, (METRICS_TYPE, body))
+
+    async def _users(self, scope: dict[str, Any], path: str, method: str, send: Any) -> None:
+        from gateway.identity.model import is_valid_user_id
+        from gateway.users import forget, show
+
+        client = scope.get("client")
+        if not client or not _is_loopback(client[0]):
+            await _send(send, 403, _json({"error": "forbidden",
+                                          "message": "Only local peers may read user data."}))
+            return
+        rest = path[len("/users/"):]
+        action = "forget" if rest.endswith("/forget") else "show"
+        user_id = rest[: -len("/forget")] if action == "forget" else rest
+        expected = "POST" if action == "forget" else "GET"
+        if method != expected:
+            await _send(send, 405, _json({"error": "method_not_allowed"}),
+                        extra=[(b"allow", expected.encode())])
+            return
+        if not is_valid_user_id(user_id):
+            await _send(send, 400, _json({"error": "bad_request",
+                                          "message": "A user id is 1-255 visible ASCII."}))
+            return
+        gateway = self.gateway
+        keys = gateway.otp.keys if gateway.otp is not None else None
+        if action == "forget":
+            result = await forget(gateway.store, user_id, otp=keys)
+        else:
+            result = await show(gateway.store, user_id, otp=keys, clock=gateway.clock)
+        await _send(send, 200, _json(result))
 
     async def problems(self) -> list[str]:
         """Why the gateway cannot serve now; empty when ready. Checks run side by side."""
@@ -98,6 +134,13 @@ class AdminApp:
         except OSError:
             pass
         return []
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def _json(payload: dict[str, Any]) -> tuple[bytes, bytes]:

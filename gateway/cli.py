@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 
@@ -50,10 +51,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 MEMORY_USERS_ERROR = (
-    "gateway users needs the Redis store: with store.url memory:// every session lives inside "
-    "the running gateway process, which this command cannot reach. Run the gateway with "
-    "store.url (or GATEWAY_STORE_URL) set to redis://… and give this command the same setting."
+    "With store.url memory:// every session lives inside the running gateway process; this "
+    "command asks it through its admin listener at {url}, which did not answer. Start the "
+    "gateway with the same config (admin listener enabled), or use store.url: redis://…"
 )
+
+
+def _users_via_admin(settings: Settings, action: str, user_id: str) -> int:
+    """The memory store's data is inside the running gateway: ask its admin listener."""
+    import httpx
+
+    admin = settings.ops.admin
+    host = "127.0.0.1" if admin.host in ("0.0.0.0", "::", "") else admin.host  # noqa: S104
+    base = f"http://{host}:{admin.port}"
+    url = f"{base}/users/{quote(user_id, safe='')}" + ("/forget" if action == "forget" else "")
+    try:
+        response = httpx.request("POST" if action == "forget" else "GET", url, timeout=10)
+    except httpx.HTTPError:
+        print(MEMORY_USERS_ERROR.format(url=base), file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"The gateway refused: {response.status_code} {response.text}", file=sys.stderr)
+        return 1
+    print(json.dumps(response.json(), indent=2, sort_keys=True))
+    return 0
 
 
 def cmd_users(args: argparse.Namespace) -> int:
@@ -66,12 +87,11 @@ def cmd_users(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
     except ConfigError as error:
         return _fail(error)
-    if settings.store_url.startswith("memory://"):
-        print(MEMORY_USERS_ERROR, file=sys.stderr)
-        return 2
     if not is_valid_user_id(args.user_id):
         print("A user id is 1-255 visible ASCII characters.", file=sys.stderr)
         return 2
+    if settings.store_url.startswith("memory://"):
+        return _users_via_admin(settings, args.users_command, args.user_id)
     # The "forget" audit event is a JSON line on stderr, as in the gateway's own log.
     configure_logging("info")
     try:

@@ -2,8 +2,9 @@
 
 The user's history is made through the real endpoints: an anonymous chat, a login that
 upgrades the session (linking the anonymous id), an OTP step-up, and a second code left
-pending. On the memory store the data lives inside the gateway process, so the in-process API
-is what reaches it; on Redis the CLI does, from another process.
+pending. On the memory store the data lives inside the gateway process: the in-process API
+reaches it, and so does the CLI, through the running gateway's admin listener; on Redis the
+CLI reads the store itself.
 """
 
 from __future__ import annotations
@@ -179,10 +180,40 @@ def test_users_cli_on_redis(
         stop(gateway.proc)
 
 
-def test_users_cli_on_memory_says_it_needs_redis() -> None:
-    result = gateway_cli(["users", "forget", "alice"], {})
-    assert result.returncode == 2
-    assert result.stderr.startswith(
-        "gateway users needs the Redis store: with store.url memory:// every session lives "
-        "inside the running gateway process, which this command cannot reach.")
+def test_users_cli_on_memory_asks_the_running_gateway(
+    keys: AttackKeys, recorder: Recorder, receivers: tuple[Inbox, int, str], tmp_path: Path,
+) -> None:
+    inbox, smtp_port, webhook_url = receivers
+    config = otp_config(keys, tmp_path, recorder.url, smtp_port, webhook_url)
+    config["otp"]["resend_cooldown"] = 0
+    env = {**gateway_env(keys), OTP_HASH_ENV: OTP_HASH_KEY}
+    gateway = start_gateway(tmp_path, config, env)
+    try:
+        async def history() -> tuple[str, str]:
+            async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
+                return await make_history(client.request, inbox, recorder, keys, "gdpr-cli")
+
+        anonymous_id, cookie = asyncio.run(history())
+        config_file = str(tmp_path / "gateway.yaml")
+        shown = gateway_cli(["--config", config_file, "users", "show", "gdpr-cli"], env)
+        assert shown.returncode == 0, shown.stderr
+        check_shown(json.loads(shown.stdout), "gdpr-cli", anonymous_id)
+        forgotten = gateway_cli(["--config", config_file, "users", "forget", "gdpr-cli"], env)
+        assert forgotten.returncode == 0, forgotten.stderr
+        assert json.loads(forgotten.stdout)["sessions_deleted"] == 1
+        gone = httpx.get(f"{gateway.url}/auth/session", headers=with_cookie(cookie))
+        assert gone.status_code == 401
+        again = gateway_cli(["--config", config_file, "users", "show", "gdpr-cli"], env)
+        check_empty(json.loads(again.stdout), "gdpr-cli")
+        assert cookie not in shown.stdout + forgotten.stdout
+    finally:
+        stop(gateway.proc)
+
+
+def test_users_cli_on_memory_without_a_running_gateway_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text("admin: {port: 1}\n")
+    result = gateway_cli(["--config", str(config), "users", "forget", "alice"], {})
+    assert result.returncode == 1
+    assert "asks it through its admin listener at http://127.0.0.1:1" in result.stderr
     assert result.stdout == ""
