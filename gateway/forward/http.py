@@ -35,7 +35,7 @@ from gateway.observe import RequestLog
 from gateway.policy.decide import decide
 from gateway.policy.model import PolicySet, Rule
 from gateway.policy.paths import canonical_path, encode_path
-from gateway.rewrite.body import overwrite_user_id, remove_pointers
+from gateway.rewrite.body import overwrite_user_id, remove_user_id
 from gateway.rewrite.headers import HeaderRewriter
 
 Scope = dict[str, Any]
@@ -285,7 +285,7 @@ class HttpProxy:
             if identity is not None:
                 return overwrite_user_id(body, content_type, pointers, identity.user_id), None
             # No trusted id to write: remove the field so a client cannot choose it.
-            return remove_pointers(body, content_type, pointers), None
+            return remove_user_id(body, content_type, pointers), None
         if not has_body:
             return b"", None
         if chunked or length is None:

@@ -42,7 +42,7 @@ from gateway.observe import RequestLog
 from gateway.policy.decide import decide
 from gateway.policy.model import PolicySet, Rule
 from gateway.policy.paths import canonical_path, encode_path
-from gateway.rewrite.body import load_object, set_pointers
+from gateway.rewrite.body import load_object, remove_pointers, set_pointers
 from gateway.rewrite.headers import HeaderRewriter
 
 log = logging.getLogger("gateway.websocket")
@@ -62,9 +62,12 @@ _WS_OWN = frozenset(
 
 @dataclass(slots=True)
 class SocketAuth:
-    """How the handshake was authenticated, so each message can be re-checked the same way."""
+    """How the handshake was authenticated, so each message can be re-checked the same way.
 
-    identity: Identity
+    ``identity`` is None only on a ``public`` route reached without credentials.
+    """
+
+    identity: Identity | None
     session_key: str | None
     session_id: str | None
     token_expires_at: float | None
@@ -108,8 +111,9 @@ class WebSocketBridge:
             self._log(record, started)
             return
         record["decision"] = "allow"
-        record["level"] = auth.identity.level
-        record["user"] = auth.identity.user_id  # hashed (or dropped) by the request log
+        if auth.identity is not None:
+            record["level"] = auth.identity.level
+            record["user"] = auth.identity.user_id  # hashed (or dropped) by the request log
         code = await self._bridge(scope, receive, send, headers, rule, auth, subprotocols,
                                   set_cookie)
         record["close_code"] = code
@@ -157,13 +161,18 @@ class WebSocketBridge:
                     raise result
             else:
                 identity, token_expires = result, result.expires_at
-                if session is not None and session.record.bound_user not in (None,
-                                                                               result.user_id):
+                bound = session.record.bound_user if session is not None else None
+                if bound is not None and bound != result.user_id:
                     raise SubjectMismatch()
-                if session is not None:
+                if session is not None and bound is not None:
+                    # The same user's session: it carries the elevation, if any.
                     identity = session.record.identity(sessions.clock(),
                                                        sessions.settings.absolute_timeout)
                     identity = _with_token_details(identity, result)
+                else:
+                    # An anonymous cookie next to a token: the socket rides on the token, and
+                    # its messages are re-checked against the token's expiry.
+                    session = None
         elif session is not None:
             self._check_origin(credentials.origin, credentials.host, scope)
             identity = session.record.identity(sessions.clock(),
@@ -174,13 +183,11 @@ class WebSocketBridge:
             set_cookie = sessions.cookie(session)
             identity = session.record.identity(sessions.clock(),
                                                sessions.settings.absolute_timeout)
-        if require == "public" and identity is None:
-            raise Forbidden("Public WebSocket routes still need an identity to bridge.")
-        decision = decide(require, identity.level if identity is not None else None)
-        if not decision.allowed:
-            assert decision.error is not None  # noqa: S101 - refusals carry their error
-            raise decision.error()
-        assert identity is not None  # noqa: S101 - an allowed non-public decision has one
+        if require != "public":
+            decision = decide(require, identity.level if identity is not None else None)
+            if not decision.allowed:
+                assert decision.error is not None  # noqa: S101 - refusals carry their error
+                raise decision.error()
         return rule, SocketAuth(
             identity=identity,
             session_key=session.key if session is not None else None,
@@ -288,7 +295,11 @@ class WebSocketBridge:
             if text is not None and pointers:
                 try:
                     document = load_object(text.encode("utf-8"))
-                    set_pointers(document, pointers, auth.identity.user_id)
+                    if auth.identity is not None:
+                        set_pointers(document, pointers, auth.identity.user_id)
+                    else:
+                        # No trusted id to write: a client may not choose one either.
+                        remove_pointers(document, pointers)
                 except BadRequest:
                     # A frame the gateway cannot rewrite one way is never passed on.
                     await send({"type": "websocket.close", "code": CLOSE_POLICY,
@@ -314,6 +325,7 @@ class WebSocketBridge:
         """The close code this message earns, or None when the caller may still talk."""
         sessions = self.resolver.sessions
         now = sessions.clock()
+        identity: Identity | None
         if auth.session_id is not None:
             try:
                 session = await sessions.load(auth.session_id)
@@ -326,7 +338,7 @@ class WebSocketBridge:
             if auth.token_expires_at is not None and now >= auth.token_expires_at:
                 return CLOSE_FORBIDDEN
             identity = auth.identity
-        if require == "public":
+        if require == "public" or identity is None:
             return None
         if not decide(require, identity.level).allowed:
             return CLOSE_FORBIDDEN

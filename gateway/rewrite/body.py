@@ -88,11 +88,16 @@ def set_pointers(document: dict[str, Any], pointers: Sequence[str], user_id: str
         target[tokens[-1]] = user_id
 
 
-def remove_pointers(body: bytes, content_type: bytes | None, pointers: Sequence[str]) -> bytes:
+def remove_user_id(body: bytes, content_type: bytes | None, pointers: Sequence[str]) -> bytes:
     """Return ``body`` without the user-id fields (a route with no trusted id to write)."""
     if not is_json_content_type(content_type):
         raise UnsupportedMediaType()
     document = load_object(body)
+    remove_pointers(document, pointers)
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def remove_pointers(document: dict[str, Any], pointers: Sequence[str]) -> None:
     for pointer in pointers:
         tokens = parse_pointer(pointer)
         target: Any = document
@@ -100,4 +105,3 @@ def remove_pointers(body: bytes, content_type: bytes | None, pointers: Sequence[
             target = target.get(token) if isinstance(target, dict) else None
         if isinstance(target, dict):
             target.pop(tokens[-1], None)
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

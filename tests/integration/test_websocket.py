@@ -210,3 +210,39 @@ def test_refused_handshakes_never_reach_the_backend(gateway: Gateway, recorder: 
 
     assert asyncio.run(attempt()) in (400, 401, 403)
     assert recorder.ws_events() == []
+
+
+def test_public_socket_without_credentials_cannot_choose_a_user_id(
+    gateway: Gateway, recorder: Recorder
+) -> None:
+    async def talk() -> str:
+        url, tag = ws_url(gateway, "/ws/public")
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"sender": "admin", "text": "hi"}))
+            await ws.recv()
+        return tag
+
+    tag = asyncio.run(talk())
+    assert [json.loads(t) for t in frames(recorder, tag)] == [{"text": "hi"}]
+    [handshake] = [e for e in events(recorder, tag) if e["ws"] == "handshake"]
+    assert [n for n, _ in handshake["headers"] if n == "x-user-id"] == []
+
+
+def test_token_next_to_an_anonymous_cookie_authenticates_the_socket(
+    gateway: Gateway, recorder: Recorder, keys: AttackKeys
+) -> None:
+    cookie = anonymous_cookie(gateway)
+    token = valid_token(keys, sub="alice")
+
+    async def talk() -> str:
+        url, tag = ws_url(gateway, "/ws/auth")
+        headers = {"Cookie": f"gw_session={cookie}", "Origin": gateway.url}
+        async with connect(url, additional_headers=headers,
+                           subprotocols=["bearer", token]) as ws:  # type: ignore[list-item]
+            await ws.send("hello")
+            assert await ws.recv() == "echo:hello"
+        return tag
+
+    tag = asyncio.run(talk())
+    [handshake] = [e for e in events(recorder, tag) if e["ws"] == "handshake"]
+    assert [v for n, v in handshake["headers"] if n == "x-user-id"] == ["alice"]

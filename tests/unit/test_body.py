@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gateway.errors import BadRequest, UnsupportedMediaType
-from gateway.rewrite.body import overwrite_user_id, remove_pointers
+from gateway.rewrite.body import overwrite_user_id, remove_user_id
 
 JSON = b"application/json"
 
@@ -64,7 +64,7 @@ def test_unreadable_bodies_are_400(body: bytes, reason: str) -> None:
 
 
 def test_remove_pointers_drops_client_chosen_ids() -> None:
-    out = remove_pointers(
+    out = remove_user_id(
         b'{"sender": "admin", "from": {"id": "x", "n": 1}}',
         JSON,
         ["/sender", "/from/id", "/absent/deep"],
