@@ -20,11 +20,19 @@ import logging
 import secrets
 import sys
 import time
+from collections.abc import Callable, Iterable
 from typing import IO, Any, ClassVar, Final
 
 from gateway.tasks import cancel_and_wait
 
 FLUSH_INTERVAL = 0.2
+# json.dumps builds a new encoder per call; the request log writes one line per request, so the
+# same compact ASCII encoder is built once (same output as json.dumps(..., separators=(",", ":"))).
+_ENCODE: Callable[[dict[str, Any], int], Iterable[str]] = getattr(  # noqa: B009 - untyped C API
+    json.encoder, "c_make_encoder"
+)(
+    None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+)
 MAX_BUFFERED = 512
 USER_ID_MODES: Final = ("hash", "plain", "none")
 
@@ -46,7 +54,7 @@ class RequestLog:
             record["user"] = user_hash(user)
         record["time"] = round(time.time(), 3)
         record["type"] = "request"
-        self._lines.append(json.dumps(record, separators=(",", ":")))
+        self._lines.append("".join(_ENCODE(record, 0)))
         if len(self._lines) >= MAX_BUFFERED:
             self.flush()
 
