@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from tests.support.clock import FakeClock as SharedClock
+
 T = TypeVar("T")
 
 _JWS = jwt.PyJWS()
@@ -28,18 +30,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-class FakeClock:
-    """A clock the test moves by hand, so expiry and refetch intervals need no sleeping."""
-
+class FakeClock(SharedClock):
     def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+        super().__init__(now)
 
 @pytest.fixture
 def clock() -> FakeClock:

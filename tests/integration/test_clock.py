@@ -14,20 +14,9 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import load_settings
 from tests.conftest import TEST_POLICIES
+from tests.support.clock import FakeClock
 from tests.support.delivery import Inbox, running_receivers
 from tests.support.procs import Recorder
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
 
 Scenario = Callable[[httpx.AsyncClient, FakeClock, Inbox], Awaitable[None]]
 

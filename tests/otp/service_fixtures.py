@@ -16,6 +16,7 @@ from gateway.otp.model import Contact, OutgoingCode
 from gateway.otp.service import OtpService, OtpSettings, SendResult
 from gateway.stores.base import Store
 from gateway.stores.memory import MemoryStore
+from tests.support.clock import FakeClock as SharedClock
 
 T = TypeVar("T")
 
@@ -40,18 +41,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-class FakeClock:
-    """A clock the test moves by hand, shared by the store and the service."""
-
+class FakeClock(SharedClock):
     def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+        super().__init__(now)
 
 class FakeDirectory:
     def __init__(self, contacts: dict[str, Contact]) -> None:

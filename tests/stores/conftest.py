@@ -17,24 +17,16 @@ import pytest
 from gateway.stores.base import Store
 from gateway.stores.memory import MemoryStore
 from gateway.stores.redis import RedisStore
+from tests.support.clock import FakeClock as SharedClock
 from tests.support.redis import RedisTarget
 
 Advance = Callable[[float], Awaitable[None]]
 Scenario = Callable[[Store], Awaitable[None]]
 
 
-class FakeClock:
-    """A clock the test moves by hand, so expiry needs no sleeping."""
-
+class FakeClock(SharedClock):
     def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+        super().__init__(now)
 
 @dataclass(frozen=True)
 class StoreFactory:
