@@ -34,7 +34,7 @@ screenshot: $(STAMP) chromium
 	  $(BIN)/python -m pytest -q tests/browser/test_demo_story.py -k demo_story
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests examples
+	$(BIN)/ruff check gateway tests examples bench
 	$(BIN)/mypy --strict gateway
 
 demo: $(STAMP)

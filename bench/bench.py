@@ -82,6 +82,10 @@ PROFILE_RATE = env_int("BENCH_PROFILE_RATE", 100)
 # turn into a constant bias between cases (pyperf spawns many processes for the same reason).
 RESTART = os.environ.get("BENCH_RESTART", "1") != "0"
 VARIANTS = [v for v in os.environ.get("BENCH_VARIANTS", "").split(",") if v]
+# SSE latency, 10,000 idle WebSockets and the per-message re-authorization (bench/streams.py),
+# after the HTTP cases; BENCH_ONLY=streams runs them alone.
+STREAMS_CASE = os.environ.get("BENCH_STREAMS", "1") != "0"
+ONLY = os.environ.get("BENCH_ONLY", "")
 OUT = Path(os.environ.get("BENCH_OUT", BENCH / "RESULTS.md"))
 COMMAND = os.environ.get("BENCH_COMMAND", "make bench")
 
@@ -687,7 +691,7 @@ def main() -> int:
     if not tmp.is_dir():
         print("BENCH_TMP must name a directory (bench/run.sh makes one)", file=sys.stderr)
         return 2
-    for name in ("wrk", "nginx", "haproxy", "taskset"):
+    for name in ("wrk", "taskset") if ONLY == "streams" else ("wrk", "nginx", "haproxy", "taskset"):
         if shutil.which(name) is None:
             print(f"{name} is missing (bench/run.sh installs it)", file=sys.stderr)
             return 2
@@ -706,6 +710,8 @@ def main() -> int:
     started_at = dt.datetime.now(dt.UTC)
     log(f"starting: load {load:.2f}, pytest running: {pytest_running}, waited {waited} s")
     bench = Bench(tmp)
+    if ONLY == "streams":
+        return streams_only(bench, started_at, (load, pytest_running, waited))
     (tmp / "policies").mkdir(exist_ok=True)
     (tmp / "policies" / "bench.yaml").write_text(POLICY.format(path=PATH))
     cases: list[Case] = []
@@ -817,6 +823,7 @@ def main() -> int:
                                  statuses == {401}))
     finally:
         bench.procs.stop_all()
+    streams = run_streams(bench) if STREAMS_CASE else None
     finished_at = dt.datetime.now(dt.UTC)
     end_load = float(Path("/proc/loadavg").read_text().split()[0])
 
@@ -832,7 +839,7 @@ def main() -> int:
         "load": [load, end_load, pytest_running, waited], "command": COMMAND,
         "settings": {"duration": DURATION, "warmup": WARMUP, "runs": RUNS,
                      "connections": CONNECTIONS},
-        "profiles": profiles,
+        "profiles": profiles, "streams": streams,
     }
     # The raw numbers next to RESULTS.md: `python bench/report.py` renders it again (after an
     # edit of bench/analysis.md) without measuring again.
@@ -840,6 +847,41 @@ def main() -> int:
     OUT.write_text(render(data))
     log(f"wrote {OUT}")
     return 0
+
+
+def run_streams(bench: Bench) -> dict[str, Any] | None:
+    """The stream cases (bench/streams.py); a failure there keeps the HTTP results."""
+    import streams  # bench/streams.py
+
+    try:
+        return streams.run(bench)
+    except Exception as error:  # reported in RESULTS.md; the HTTP results are still written
+        log(f"the stream cases failed: {error!r}")
+        bench.notes.append(f"The stream cases (bench/streams.py) failed: {error}.")
+        return None
+    finally:
+        bench.procs.stop_all()
+
+
+def streams_only(bench: Bench, started_at: dt.datetime, load: tuple[float, bool, int]) -> int:
+    """``BENCH_ONLY=streams``: the stream cases alone, rendered in the same report."""
+    streams = run_streams(bench)
+    from report import render  # bench/report.py
+
+    data = {
+        "cases": [], "variant_cases": [], "workers_cases": [], "checks": bench.checks,
+        "notes": ["BENCH_ONLY=streams: the HTTP cases were not run.", *bench.notes],
+        "started_at": started_at.isoformat(), "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+        "machine": machine(), "versions": versions(), "code": code_version(),
+        "load": [load[0], float(Path("/proc/loadavg").read_text().split()[0]), load[1], load[2]],
+        "command": COMMAND, "settings": {"duration": DURATION, "warmup": WARMUP, "runs": RUNS,
+                                         "connections": CONNECTIONS},
+        "profiles": {}, "streams": streams,
+    }
+    OUT.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    OUT.write_text(render(data))
+    log(f"wrote {OUT}")
+    return 0 if streams is not None else 1
 
 
 def case_data(case: Case) -> dict[str, Any]:

@@ -10,6 +10,11 @@
 # BENCH_QUIET_WAIT (600 s max waiting for load < BENCH_QUIET_LOAD=0.7 and no pytest),
 # BENCH_PROFILE=0, BENCH_COOKIE=0, BENCH_WORKERS=0 to skip parts, BENCH_OUT (RESULTS.md path),
 # BENCH_KEEP_TMP=1 to keep the temp dir (configs and logs).
+# Stream cases (bench/streams.py, after the HTTP cases: SSE latency, 10,000 idle WebSockets'
+# RSS, per-message re-authorization): BENCH_STREAMS=0 skips them, BENCH_ONLY=streams runs only
+# them (e.g. BENCH_ONLY=streams BENCH_QUIET_WAIT=0 BENCH_OUT=/tmp/streams/RESULTS.md);
+# BENCH_WS_IDLE (10000 sockets), BENCH_SSE_EVENTS (500), BENCH_SSE_LOADED=0 (no SSE under wrk),
+# BENCH_WS_MESSAGES (20000 per round), BENCH_WS_ROUNDS (3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,14 +28,16 @@ packages=()
 command -v wrk >/dev/null || packages+=(wrk)
 command -v nginx >/dev/null || packages+=(nginx)
 command -v haproxy >/dev/null || packages+=(haproxy)
-if [ "${BENCH_COOKIE:-1}" != 0 ] || [ "${BENCH_WORKERS:-1}" != 0 ]; then
+streams_only=0
+[ "${BENCH_ONLY:-}" = streams ] && streams_only=1
+if [ $streams_only = 0 ] && { [ "${BENCH_COOKIE:-1}" != 0 ] || [ "${BENCH_WORKERS:-1}" != 0 ]; }; then
   command -v redis-server >/dev/null || packages+=(redis-server)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   echo "installing with apt-get: ${packages[*]}" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
 fi
-if [ "${BENCH_PROFILE:-1}" != 0 ] && [ ! -x .venv/bin/py-spy ]; then
+if [ $streams_only = 0 ] && [ "${BENCH_PROFILE:-1}" != 0 ] && [ ! -x .venv/bin/py-spy ]; then
   echo "installing py-spy into .venv" >&2
   "$PY" -m pip install -q py-spy
 fi

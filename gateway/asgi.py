@@ -18,7 +18,7 @@ from uvicorn.supervisors import Multiprocess
 
 from gateway.app import GatewayApp, create_app
 from gateway.observe import configure_logging
-from gateway.server import uvicorn_config
+from gateway.server import freeze_heap, uvicorn_config
 from gateway.settings import load_settings
 
 FACTORY = "gateway.asgi:create_from_env"
@@ -30,7 +30,9 @@ def create_from_env() -> GatewayApp:
     # the factory; the gateway's own JSON logging follows the same level.
     level = logging.getLogger("uvicorn.error").getEffectiveLevel()
     configure_logging(logging.getLevelName(level))
-    return create_app(load_settings())
+    app = create_app(load_settings())
+    freeze_heap()
+    return app
 
 
 def serve_workers(app: GatewayApp, *, host: str, port: int, workers: int, log_level: str) -> None:

@@ -1,4 +1,4 @@
-"""Serving the app with uvicorn, with the flags and the one protocol fix the gateway needs.
+"""Serving the app with uvicorn, with the flags and the protocol the gateway needs.
 
 One process, one event loop, two uvicorn servers: the public one and the admin listener
 (:mod:`gateway.admin`). Sharing the loop means ``/metrics`` reads the counters the data plane
@@ -10,36 +10,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.admin import AdminApp
 from gateway.app import GatewayApp
+from gateway.server_protocol import GatewayHttpProtocol
 
 
-class TargetPreservingProtocol(HttpToolsProtocol):
-    """httptools' protocol, but ``raw_path`` is the request target exactly as sent.
+def freeze_heap() -> None:
+    """Move everything alive after start-up out of the garbage collector's sight.
 
-    uvicorn parses the target with ``httptools.parse_url``, which turns the absolute form
-    ``GET http://evil.example/admin`` into the path ``/admin`` and drops a ``#fragment``. The
-    gateway must see what the client sent to refuse both (CONTRACT §6), so the path part of the
-    raw target (everything before ``?``) replaces ``raw_path``; the canonical-path check then
-    rejects anything that is not a plain origin-form path.
+    Modules, classes, settings and the app live as long as the process; without this, every
+    full collection walks them again (a multi-millisecond pause in the p99 under load).
+    ``gc.freeze`` is meant for exactly this moment (its documentation: after start-up, before
+    serving).
     """
+    gc.collect()
+    gc.freeze()
 
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        # The ASGI task created by the parent has not run yet (it starts at the next loop
-        # iteration), so adjusting the scope here is seen by the app.
-        cycle = getattr(self, "cycle", None)
-        scope = getattr(self, "scope", None)
-        if scope is not None and cycle is not None and cycle.scope is scope:
-            scope["raw_path"] = bytes(self.url).split(b"?", 1)[0]
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, freezing the start-up heap once the app has started."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        freeze_heap()
 
 
 def uvicorn_config(app: GatewayApp, *, host: str, port: int, **overrides: Any) -> uvicorn.Config:
@@ -47,7 +48,7 @@ def uvicorn_config(app: GatewayApp, *, host: str, port: int, **overrides: Any) -
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": TargetPreservingProtocol,
+        "http": GatewayHttpProtocol,
         "ws": "websockets-sansio",
         # Frames above the gateway's message limit are refused by the server with 1009.
         "ws_max_size": app.settings.max_ws_message_bytes,
@@ -94,7 +95,7 @@ def admin_config(app: AdminApp, *, host: str, port: int) -> uvicorn.Config:
 
 def serve(app: GatewayApp, *, host: str, port: int) -> None:
     """Serve the public port and, unless ``admin.enabled`` is false, the admin listener."""
-    public = uvicorn.Server(uvicorn_config(app, host=host, port=port))
+    public = GatewayServer(uvicorn_config(app, host=host, port=port))
     admin: AdminServer | None = None
     admin_socket: socket.socket | None = None
     settings = app.settings.ops.admin

@@ -69,6 +69,7 @@ class RequestInfo:
     # A session created or upgraded while resolving: the client gets it even on a refusal,
     # because the old id is already dead.
     set_cookie: bytes | None = None
+    status: int | None = None  # Set when the response head is sent.
 
 
 class HttpProxy:
@@ -98,53 +99,32 @@ class HttpProxy:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         started = time.perf_counter()
         info = RequestInfo(method=scope["method"])
-        status = 500
-        response_started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                response_started = True
-            await send(message)
-
         try:
-            await self._handle(scope, receive, tracking_send, info)
+            await self._handle(scope, receive, send, info)
         except GatewayError as error:
             info.error, info.reason = error.code, error.reason
-            if not response_started:
+            if info.status is None:
                 if info.set_cookie is not None:
                     error.headers["Set-Cookie"] = info.set_cookie.decode("latin-1")
-                await _send_error(tracking_send, error)
+                await _send_error(send, error, info)
         except Exception:
             # A bug, by CONTRACT §5. Log the type only (a traceback can quote request data) and
             # answer with a generic body, never a stack trace.
             log.error("unhandled error while proxying", exc_info=True)
             info.error = "internal_error"
-            if not response_started:
-                await _send_error(tracking_send, GatewayError())
+            if info.status is None:
+                await _send_error(send, GatewayError(), info)
         finally:
             ended = time.perf_counter()
             upstream = info.upstream
+            # 500 when no response started: the server answers that on the app's behalf.
+            status = info.status or 500
             # The gateway's own share: until the request went upstream, or all of a refusal.
             self.metrics.observe(info.label, info.decision, status,
                                  (info.sent or ended) - started, upstream)
-            record = {
-                "method": info.method,
-                "path": info.path,
-                "rule": info.rule,
-                "decision": info.decision,
-                "level": info.level,
-                "user": info.user,
-                "status": status,
-                "error": info.error,
-                "reason": info.reason,
-                "ms": round((ended - started) * 1000, 3),
-                "upstream_ms": round(upstream * 1000, 3) if upstream is not None else None,
-            }
-            if info.would is not None:
-                record["would"] = info.would
-            self.request_log.emit(record)
+            self.request_log.request(
+                info.method, info.path, info.rule, info.decision, info.level, info.user, status,
+                info.error, info.reason, ended - started, upstream, info.would)
 
     async def _handle(self, scope: Scope, receive: Any, send: Any, info: RequestInfo) -> None:
         path = canonical_path(scope.get("raw_path") or scope["path"].encode("latin-1"))
@@ -155,7 +135,13 @@ class HttpProxy:
             if self.control is None:
                 raise NotFound()
             scope["gateway.path"] = path
-            await self.control(scope, receive, send)
+
+            async def tracking_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    info.status = message["status"]
+                await send(message)
+
+            await self.control(scope, receive, tracking_send)
             info.error, info.reason = scope.get("gateway.error", (None, None))
             return
         method: str = info.method
@@ -210,7 +196,7 @@ class HttpProxy:
             method.encode("ascii"), target, upstream_headers, body, content_length=content_length
         )
         info.upstream = time.perf_counter() - info.sent
-        await relay(response, receive, send, resolution.set_cookie)
+        await relay(response, receive, send, resolution.set_cookie, info)
 
     async def _identify(
         self,
@@ -330,7 +316,8 @@ async def _stream_body(first: bytes, receive: Any) -> AsyncIterator[bytes]:
             return
 
 
-async def _send_error(send: Any, error: GatewayError) -> None:
+async def _send_error(send: Any, error: GatewayError, info: RequestInfo) -> None:
     status, headers, body = render(error)
+    info.status = status
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.errors import GatewayError
 from gateway.forward.upstream import UpstreamResponse
@@ -18,8 +18,15 @@ from gateway.rewrite.headers import response_headers
 log = logging.getLogger("gateway.forward")
 
 
+class Started(Protocol):
+    """Where the relay notes the status once the response head is on its way."""
+
+    status: int | None
+
+
 async def relay(
-    response: UpstreamResponse, receive: Any, send: Any, set_cookie: bytes | None = None
+    response: UpstreamResponse, receive: Any, send: Any, set_cookie: bytes | None,
+    started: Started,
 ) -> None:
     """Stream the upstream response to the client, each piece as soon as it arrives."""
     try:
@@ -28,6 +35,7 @@ async def relay(
             # The session changed while resolving (created or upgraded): the client learns
             # its new cookie on the backend's response.
             headers.append((b"set-cookie", set_cookie))
+        started.status = response.status
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         if not response.has_body:
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -17,12 +17,24 @@ from gateway.errors import BadRequest
 # disagree on (httptools drops it, h11 keeps it); ``;`` starts path parameters that some backends
 # (Tomcat, Spring) strip before routing; a backslash is a separator on some platforms.
 _FORBIDDEN_RAW = frozenset(b"\\;#\x00")
+# Visible ASCII minus the above: deleting these bytes from a path (``bytes.translate``, C speed)
+# must leave nothing.
+_ALLOWED_RAW = bytes(b for b in range(0x21, 0x7F) if b not in _FORBIDDEN_RAW)
 # Encoded forms that would decode into a separator, a NUL or a second round of decoding.
 _FORBIDDEN_ENCODED = (b"%2f", b"%5c", b"%00", b"%25")
 # What may stay unencoded when the canonical path is written back out.
 _SAFE = "/:@!$&'()*+,=-._~"
 
 MAX_PATH_BYTES = 4096
+
+
+# Accepted paths by raw bytes, and encoded paths by canonical path: a chatbot's clients ask for
+# a handful of paths over and over, and a lookup (~0.1 µs) replaces a Python loop over every
+# byte (~1 µs) on each request. Refusals are not remembered. Bounded, because clients choose
+# paths: when full, a table starts over.
+_MEMO_SIZE = 1024
+_canonical: dict[bytes, str] = {}
+_encoded: dict[str, bytes] = {}
 
 
 def canonical_path(raw_path: bytes) -> str:
@@ -32,13 +44,22 @@ def canonical_path(raw_path: bytes) -> str:
     absolute-form target (``http://host/x``) or the asterisk form does not start with ``/`` and is
     refused: the gateway only ever forwards to its configured upstream.
     """
+    path = _canonical.get(raw_path)
+    if path is None:
+        path = _check(raw_path)
+        if len(_canonical) >= _MEMO_SIZE:
+            _canonical.clear()
+        _canonical[raw_path] = path
+    return path
+
+
+def _check(raw_path: bytes) -> str:
     if not raw_path.startswith(b"/"):
         raise BadRequest("The request target must be a path (origin-form).", reason="absolute_form")
     if len(raw_path) > MAX_PATH_BYTES:
         raise BadRequest("The request path is too long.", reason="path_too_long")
-    for byte in raw_path:
-        if byte <= 0x20 or byte >= 0x7F or byte in _FORBIDDEN_RAW:
-            raise BadRequest("The request path holds a forbidden character.", reason="path_char")
+    if raw_path.translate(None, _ALLOWED_RAW):
+        raise BadRequest("The request path holds a forbidden character.", reason="path_char")
     lowered = raw_path.lower()
     if b"%" in raw_path:
         for encoded in _FORBIDDEN_ENCODED:
@@ -51,11 +72,8 @@ def canonical_path(raw_path: bytes) -> str:
         if b"%" in decoded:
             # A malformed escape such as ``%zz`` survives decoding; refuse rather than guess.
             raise BadRequest("The request path holds a malformed escape.", reason="path_encoding")
-        for byte in decoded:
-            if byte <= 0x20 or byte >= 0x7F or byte in _FORBIDDEN_RAW:
-                raise BadRequest(
-                    "The request path holds a forbidden character.", reason="path_char"
-                )
+        if decoded.translate(None, _ALLOWED_RAW):
+            raise BadRequest("The request path holds a forbidden character.", reason="path_char")
     else:
         decoded = raw_path
     path = decoded.decode("ascii")
@@ -73,4 +91,10 @@ def canonical_path(raw_path: bytes) -> str:
 
 def encode_path(path: str) -> bytes:
     """The canonical path as it is written into the upstream request line."""
-    return quote(path, safe=_SAFE).encode("ascii")
+    encoded = _encoded.get(path)
+    if encoded is None:
+        encoded = quote(path, safe=_SAFE).encode("ascii")
+        if len(_encoded) >= _MEMO_SIZE:
+            _encoded.clear()
+        _encoded[path] = encoded
+    return encoded

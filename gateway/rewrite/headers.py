@@ -77,6 +77,9 @@ RESPONSE_HOP_BY_HOP = frozenset(
     }
 )
 
+# Connection values that name no end-to-end header.
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+
 _KEEP, _DROP, _FORWARDING, _AUTHORIZATION, _COOKIE = range(5)
 
 
@@ -280,15 +283,21 @@ def _header_text(value: str) -> bytes:
     return quote(value, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~").encode("ascii")
 
 
-def response_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Upstream response headers minus hop-by-hop ones; every ``Set-Cookie`` is kept."""
-    connection_listed: set[bytes] = set()
-    out: list[tuple[bytes, bytes]] = []
+def response_headers(raw_headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Upstream response headers minus hop-by-hop ones; every ``Set-Cookie`` is kept.
+
+    ``raw_headers`` names are lower-case (the upstream client's parser makes them so).
+    """
+    out = [header for header in raw_headers if header[0] not in RESPONSE_HOP_BY_HOP]
+    if len(out) == len(raw_headers):
+        return out
+    # Something hop-by-hop was there; a Connection header may name more to drop. The usual
+    # ``Connection: keep-alive`` names only what is already gone, so nothing is rebuilt then.
+    listed: set[bytes] = set()
     for name, value in raw_headers:
-        if name == b"connection":
-            connection_listed.update(t.strip().lower() for t in value.split(b","))
-        if name not in RESPONSE_HOP_BY_HOP:
-            out.append((name, value))
-    if connection_listed:
-        out = [(n, v) for n, v in out if n not in connection_listed]
+        if name == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+            listed.update(token.strip().lower() for token in value.split(b","))
+    listed -= RESPONSE_HOP_BY_HOP
+    if listed:
+        out = [header for header in out if header[0] not in listed]
     return out
