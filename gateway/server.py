@@ -20,7 +20,7 @@ import uvicorn
 
 from gateway.admin import AdminApp
 from gateway.app import GatewayApp
-from gateway.server_protocol import GatewayHttpProtocol
+from gateway.server_protocol import GatewayHttpProtocol, GatewayWebSocketProtocol
 
 
 def freeze_heap() -> None:
@@ -49,7 +49,7 @@ def uvicorn_config(app: GatewayApp, *, host: str, port: int, **overrides: Any) -
         "port": port,
         "loop": "uvloop",
         "http": GatewayHttpProtocol,
-        "ws": "websockets-sansio",
+        "ws": GatewayWebSocketProtocol,
         # Frames above the gateway's message limit are refused by the server with 1009.
         "ws_max_size": app.settings.max_ws_message_bytes,
         # No per-message deflate: compressed frames hide their size until inflated.

@@ -29,6 +29,7 @@ from urllib.parse import unquote
 
 import httptools
 from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
     HEADER_VALUE_RE,
@@ -239,3 +240,19 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         else:
             self.timeout_keep_alive_task = self.loop.call_later(
                 self.timeout_keep_alive - idle, self.timeout_keep_alive_handler)
+
+
+class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, quiet about handshakes the gateway refuses.
+
+    The gateway refuses a handshake with an HTTP response (``websocket.http.response``: 401,
+    403 with the contract's JSON body). uvicorn 0.54 counts such a handshake as never completed
+    and logs "ASGI callable returned without completing handshake." at error level for each
+    one, so every unauthenticated visitor would page an operator. Once the refusal's body is
+    sent, the handshake is over, and that is what this records.
+    """
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            self.handshake_complete = True
