@@ -1,0 +1,490 @@
+"""A lean RESP2 client for the one Redis command on every request's path: the session GET.
+
+Why it exists (bench/RESULTS.md, "gateway, session-cookie path on Redis"): redis-py spends
+~68 µs of CPU per GET there — ``BlockingConnectionPool.get_connection`` with an
+``asyncio.timeout`` and a Condition, ``pack_command``, a read timeout per reply — plus ~25 µs
+of garbage collection for what it allocates, which was a third of the gateway's whole budget
+per request. This client does the same GET for a few µs: see ``bench/micro_redis_get.py``.
+Everything else (scripts, SET NX, GETDEL, sets, scans) stays on redis-py in
+:mod:`gateway.stores.redis`; only the hot read comes here.
+
+How it stays cheap:
+
+* A command is one pre-encoded bytes object. Commands issued in the same event-loop iteration
+  are joined and written with one ``transport.write`` (one system call for a burst of
+  concurrent requests), and replies are matched to their waiters in order (FIFO): many
+  concurrent GETs share one pipelined connection, so a burst costs one write and usually one
+  read.
+* A few connections at most (``max_connections``): a second one opens only when the first has
+  ``PIPELINE_DEPTH`` replies outstanding, so a huge value does not stall a deep queue behind it.
+* No timer per command: a connection remembers when it last made progress (sent its first
+  outstanding command, or received bytes), and one sweeper task per client fails every waiter
+  of a connection that made none for ``timeout`` seconds, then aborts it. A deadline can fire
+  up to one tick (a quarter of the timeout, at most 0.25 s) late.
+* Connections open lazily on first use (AUTH and SELECT pipelined with no round trip of their
+  own wasted), and again after one is lost.
+
+Failures are OSError subclasses, so :class:`gateway.stores.redis.RedisStore` translates them
+with everything else: :class:`ConnectionError` (refused, lost, closed, a reply that is not
+RESP), :class:`TimeoutError` (no progress within the timeout), and :class:`ReplyError`, an
+error reply such as ``WRONGTYPE`` (not an OSError: it is the server's answer, not an outage of
+the link). Messages never carry the URL, the password or a value.
+
+URLs: ``redis://[[user]:password@]host[:port][/db]`` and ``unix://[[user]:password@]/path?db=N``.
+``rediss://`` (TLS) and any other query option are refused with :class:`UnsupportedURL`, so
+that such a store keeps using redis-py, which understands all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from functools import partial
+from typing import Final, TypeAlias
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from gateway.tasks import cancel_and_wait
+
+__all__ = ["Endpoint", "ReplyError", "RespClient", "UnsupportedURL", "parse_url"]
+
+# A reply: bulk string (bytes), nil (None), integer, simple string (bytes), array.
+Reply: TypeAlias = "bytes | int | list[Reply] | None"
+
+# Outstanding replies on one connection before a further connection is opened (if allowed).
+PIPELINE_DEPTH: Final = 64
+MAX_CONNECTIONS: Final = 4
+# The sweeper wakes at most this often.
+_MAX_TICK: Final = 0.25
+
+_INCOMPLETE: Final = object()
+
+
+class UnsupportedURL(ValueError):
+    """The URL needs something this client does not do (TLS, options): use redis-py."""
+
+
+class ReplyError(Exception):
+    """An error reply from Redis (``-ERR …``, ``-WRONGTYPE …``); the connection stays usable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str | None  # None for a unix socket
+    port: int
+    path: str | None  # the unix socket's path
+    db: int
+    username: str | None
+    password: str | None
+
+
+def parse_url(url: str) -> Endpoint:
+    """The endpoint of a ``redis://`` or ``unix://`` URL; UnsupportedURL for anything else.
+
+    Read as redis-py reads it (``redis.asyncio.connection.parse_url``: a ``?db=`` wins over
+    the path), so both clients of a RedisStore always talk to the same database as the same
+    user; a URL redis-py would read more leniently (a db that is not a number) is refused.
+    """
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    if set(query) - {"db"}:
+        # Never echo the URL: it may carry a password.
+        raise UnsupportedURL("URL options other than db are not supported")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    try:
+        if "db" in query:
+            db = int(query["db"][0])
+        elif parts.scheme == "redis" and parts.path.strip("/"):
+            db = int(unquote(parts.path).replace("/", ""))
+        else:
+            db = 0
+        if parts.scheme == "redis":
+            host = unquote(parts.hostname) if parts.hostname else "localhost"
+            return Endpoint(host, parts.port or 6379, None, db, username, password)
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise UnsupportedURL("a unix:// URL needs a socket path")
+            return Endpoint(None, 0, unquote(parts.path), db, username, password)
+    except ValueError as exc:  # a port or db that is not a number
+        raise UnsupportedURL("the URL's port or database is not a number") from exc
+    raise UnsupportedURL(f"scheme {parts.scheme!r} is not supported (redis:// or unix:// only)")
+
+
+def _cancelling() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def encode(*args: bytes) -> bytes:
+    """One command as a RESP array of bulk strings."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        out.append(b"$%d\r\n%b\r\n" % (len(arg), arg))
+    return b"".join(out)
+
+
+def _parse(buf: bytes, pos: int) -> tuple[object, int]:
+    """One reply starting at ``pos``: (reply, end), or (_INCOMPLETE, bytes needed or 0).
+
+    Raises ValueError on bytes that are not RESP2.
+    """
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        return _INCOMPLETE, 0
+    kind = buf[pos]
+    if kind == 36:  # $ bulk string
+        size = int(buf[pos + 1:end])
+        if size < 0:
+            return None, end + 2
+        start = end + 2
+        stop = start + size
+        if len(buf) < stop + 2:
+            return _INCOMPLETE, stop + 2
+        return buf[start:stop], stop + 2
+    if kind == 43:  # + simple string
+        return buf[pos + 1:end], end + 2
+    if kind == 58:  # : integer
+        return int(buf[pos + 1:end]), end + 2
+    if kind == 45:  # - error
+        return ReplyError(buf[pos + 1:end].decode("utf-8", "replace")), end + 2
+    if kind == 42:  # * array
+        count = int(buf[pos + 1:end])
+        if count < 0:
+            return None, end + 2
+        items: list[object] = []
+        pos = end + 2
+        for _ in range(count):
+            item, pos = _parse(buf, pos)
+            if item is _INCOMPLETE:
+                return _INCOMPLETE, pos
+            items.append(item)
+        return items, pos
+    raise ValueError("not a RESP2 reply")
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: pipelined commands out, replies matched to waiters in order."""
+
+    __slots__ = ("_loop", "_lost", "_need", "_out", "_owner", "_rest", "_rest_size", "closed",
+                 "epoch", "lost_waiter", "pending", "progress", "transport")
+
+    def __init__(self, owner: RespClient, loop: asyncio.AbstractEventLoop) -> None:
+        self._owner = owner
+        self._loop = loop
+        self.epoch = owner._epoch  # aclose() starts a new one
+        self.transport: asyncio.Transport | None = None
+        self.pending: deque[asyncio.Future[Reply]] = deque()
+        self._out: list[bytes] = []
+        # The start of a reply whose end has not arrived yet, in pieces (joined once, when
+        # _need bytes are in: a 1 MB value in 64 KB reads is copied once, not sixteen times).
+        self._rest: list[bytes] = []
+        self._rest_size = 0
+        self._need = 0
+        self.progress = 0.0  # loop.time() of the last progress while replies are outstanding
+        self.closed = False
+        self._lost = False
+        self.lost_waiter: asyncio.Future[None] = loop.create_future()
+
+    # -- the request side -------------------------------------------------------------------
+
+    def send(self, command: bytes) -> asyncio.Future[Reply]:
+        """Queue one encoded command; the future gets its reply (or the connection's failure)."""
+        future: asyncio.Future[Reply] = self._loop.create_future()
+        if self.closed:  # never queue where no reply can come: fail, not hang
+            future.set_exception(ConnectionError("connection to redis closed"))
+            return future
+        pending = self.pending
+        if not pending:
+            self.progress = self._loop.time()
+        pending.append(future)
+        out = self._out
+        if not out:
+            self._loop.call_soon(self._flush)
+        out.append(command)
+        return future
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out or self.closed or self.transport is None:
+            out.clear()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self.transport.write(data)
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        # Known to aclose() from now on; commands reach it only once its handshake succeeded
+        # (see RespClient._connect): a GET behind a failed SELECT would read another database.
+        self._owner._all.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.progress = self._loop.time()
+        rest = self._rest
+        if rest:
+            rest.append(data)
+            self._rest_size += len(data)
+            if self._rest_size < self._need:
+                return
+            data = b"".join(rest)
+            rest.clear()
+        pending = self.pending
+        pos = 0
+        size = len(data)
+        try:
+            while pos < size:
+                reply, end = _parse(data, pos)
+                if reply is _INCOMPLETE:
+                    self._rest.append(data[pos:] if pos else data)
+                    self._rest_size = size - pos
+                    self._need = end - pos if end else 0
+                    return
+                pos = end
+                future = pending.popleft()  # IndexError: a reply nobody asked for
+                if future.done():
+                    continue  # its caller was cancelled; the reply is dropped in order
+                if isinstance(reply, ReplyError):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)  # type: ignore[arg-type]
+        except (ValueError, IndexError) as exc:
+            self.fail(ConnectionError("redis sent bytes that are not a RESP2 reply"), exc)
+
+    def eof_received(self) -> bool | None:
+        self.fail(ConnectionError("redis closed the connection"))
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self.fail(ConnectionError("connection to redis lost"), exc)
+        if not self.lost_waiter.done():
+            self.lost_waiter.set_result(None)
+        self._owner._conn_lost(self)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def fail(self, error: OSError, cause: BaseException | None = None) -> None:
+        """Fail every outstanding command with ``error`` and abort the connection; idempotent."""
+        self._fail_pending(error, cause)
+        self.close(abort=True)
+
+    def _fail_pending(self, error: OSError, cause: BaseException | None = None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
+        pending = self.pending
+        while pending:
+            future = pending.popleft()
+            if not future.done():
+                future.set_exception(error)
+                # Retrieved even if its caller is gone, so asyncio never logs "never retrieved".
+                future.exception()
+        self._out.clear()
+
+    def close(self, abort: bool = False) -> None:
+        """Make the connection unusable and close it; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self._owner._conn_closing(self)
+        if self.pending:
+            # Someone still waits on this connection: they must get an error, not hang.
+            self._fail_pending(ConnectionError("connection to redis closed"))
+            abort = True
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        if abort:
+            transport.abort()
+        else:
+            transport.close()
+
+
+class RespClient:
+    """A handful of pipelined connections to one Redis; see the module docstring."""
+
+    def __init__(self, url: str, *, timeout: float, max_connections: int = MAX_CONNECTIONS
+                 ) -> None:
+        self.endpoint = parse_url(url)
+        self.timeout = timeout
+        self.max_connections = max(1, max_connections)
+        self._tick = max(0.005, min(_MAX_TICK, timeout / 4))
+        self._handshake = self._handshake_commands(self.endpoint)
+        self._conns: list[_Connection] = []  # open ones, in the order they were made
+        self._all: set[_Connection] = set()  # every connection not yet lost (for aclose)
+        self._current: _Connection | None = None  # where commands go while it has room
+        self._connecting: asyncio.Task[_Connection] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._epoch = 0
+
+    @staticmethod
+    def _handshake_commands(endpoint: Endpoint) -> list[bytes]:
+        commands = []
+        if endpoint.password:
+            credentials = [endpoint.password.encode()]
+            if endpoint.username:
+                credentials.insert(0, endpoint.username.encode())
+            commands.append(encode(b"AUTH", *credentials))
+        if endpoint.db:
+            commands.append(encode(b"SELECT", b"%d" % endpoint.db))
+        return commands
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def get(self, key: bytes) -> bytes | None:
+        """GET ``key``: its value, or None. Retried once if the connection was lost."""
+        command = b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(key), key)
+        reply = await self._call(command)
+        if reply is None or isinstance(reply, bytes):
+            return reply
+        raise ReplyError("unexpected reply type to GET")
+
+    async def execute(self, *args: bytes) -> Reply:
+        """Any command whose replay is harmless (it is retried once on a lost connection)."""
+        return await self._call(encode(*args))
+
+    async def _call(self, command: bytes) -> Reply:
+        conn = self._current
+        if conn is None or conn.closed or len(conn.pending) >= PIPELINE_DEPTH:
+            conn = await self._acquire()
+        try:
+            return await conn.send(command)
+        except ConnectionError:
+            # Redis closed the connection (idle timeout, restart, CLIENT KILL) as we wrote, or
+            # while the reply was due: the command is idempotent, so try once more on a fresh
+            # connection. A timeout is not retried: that would only double the wait for a 503;
+            # nor is a command aclose() cut off.
+            if conn.epoch != self._epoch:
+                raise
+        conn = await self._acquire()
+        return await conn.send(command)
+
+    # -- connections -------------------------------------------------------------------------
+
+    async def _acquire(self) -> _Connection:
+        conn = self._current
+        if conn is not None and not conn.closed and len(conn.pending) < PIPELINE_DEPTH:
+            return conn
+        live = [c for c in self._conns if not c.closed]
+        for candidate in live:
+            if len(candidate.pending) < PIPELINE_DEPTH:
+                self._current = candidate
+                return candidate
+        if len(live) < self.max_connections:
+            connecting = self._connecting
+            if connecting is None:
+                connecting = self._connecting = asyncio.get_running_loop().create_task(
+                    self._connect())
+                connecting.add_done_callback(self._connected)
+            try:
+                # shield: a caller that gives up does not abort the connect others wait for.
+                conn = await asyncio.shield(connecting)
+            except asyncio.CancelledError:
+                if connecting.cancelled() and not _cancelling():
+                    raise ConnectionError("redis client closed") from None  # by aclose()
+                raise
+            if not conn.closed:
+                self._current = conn
+                return conn
+            raise ConnectionError("connection to redis lost")
+        # Every connection is deep in its pipeline and no more are allowed: queue on the
+        # least busy one.
+        return min(live, key=lambda c: len(c.pending))
+
+    def _connected(self, task: asyncio.Task[_Connection]) -> None:
+        self._connecting = None
+        if not task.cancelled():
+            task.exception()  # retrieved here; every waiter got it through the shield
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        endpoint = self.endpoint
+        factory = partial(_Connection, self, loop)
+        conn: _Connection | None = None
+        try:
+            async with asyncio.timeout(self.timeout):  # connecting is off the hot path
+                if endpoint.host is None:
+                    _, conn = await loop.create_unix_connection(factory, endpoint.path)
+                else:
+                    _, conn = await loop.create_connection(factory, endpoint.host,
+                                                           endpoint.port)
+                if self._handshake:
+                    replies = await asyncio.gather(
+                        *(conn.send(command) for command in self._handshake),
+                        return_exceptions=True)
+                    for reply in replies:
+                        if isinstance(reply, BaseException):
+                            raise reply
+        except ReplyError as exc:
+            # A refused AUTH or SELECT (the reply names the problem, never the password).
+            self._discard(conn)
+            raise ConnectionError(f"redis refused the connection setup: {exc}") from None
+        except TimeoutError:
+            self._discard(conn)
+            raise TimeoutError("connecting to redis timed out") from None
+        except OSError as exc:
+            self._discard(conn)
+            if type(exc) is ConnectionError:
+                raise  # ours: lost during the handshake
+            raise ConnectionError(f"cannot connect to redis ({type(exc).__name__})") from exc
+        except BaseException:
+            self._discard(conn)
+            raise
+        if not conn.closed:
+            self._conns.append(conn)
+            if self._sweeper is None:
+                self._sweeper = loop.create_task(self._sweep())
+        return conn
+
+    def _discard(self, conn: _Connection | None) -> None:
+        if conn is not None:
+            conn.close(abort=True)
+
+    def _conn_closing(self, conn: _Connection) -> None:
+        try:
+            self._conns.remove(conn)
+        except ValueError:
+            pass
+        if self._current is conn:
+            self._current = None
+
+    def _conn_lost(self, conn: _Connection) -> None:
+        self._all.discard(conn)
+
+    async def _sweep(self) -> None:
+        """Fail connections whose outstanding replies made no progress within the timeout.
+
+        One task per client instead of a timer per command: ``asyncio.timeout`` per GET cost
+        ~4 µs, a ``call_at`` + cancel pair ~1.5 µs; noting the time of progress costs ~0.1 µs.
+        The task ends when the client has no connection and is restarted by the next connect.
+        """
+        loop = asyncio.get_running_loop()
+        conns = self._conns
+        timeout = self.timeout
+        try:
+            while conns:
+                await asyncio.sleep(self._tick)
+                limit = loop.time() - timeout
+                for conn in [c for c in conns if c.pending and c.progress <= limit]:
+                    conn.fail(TimeoutError("redis did not answer in time"))
+        finally:
+            self._sweeper = None
+
+    async def aclose(self) -> None:
+        """Close every connection (failing commands in flight); a later command reconnects."""
+        self._epoch += 1
+        await cancel_and_wait(self._connecting)
+        for conn in list(self._all):
+            if conn.pending:
+                conn.fail(ConnectionError("redis client closed"))
+            else:
+                conn.close()
+        await cancel_and_wait(self._sweeper)
+        waiters = [conn.lost_waiter for conn in self._all if conn.transport is not None]
+        if waiters:
+            # connection_lost runs a loop iteration after close/abort: wait for it, so every
+            # socket is really closed when this returns.
+            await asyncio.wait(waiters)
+        self._all.clear()
