@@ -27,7 +27,7 @@ _SYSCALLS: Final = frozenset({
     "setsockopt",
 })
 
-STORE: Final = "session store: redis-py client, RESP parse"
+STORE: Final = "session store: lean RESP client (GET), redis-py (the rest)"
 SESSIONS: Final = "sessions: cookie scan; on the cookie path record JSON + identity"
 
 # (category, substrings of a frame's "function (file:line)" text); innermost match wins.
@@ -43,7 +43,7 @@ _RULES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("pipeline glue: HttpProxy/_relay/app dispatch", ("gateway/forward/http.py", "gateway/app.py",
                                                      "gateway/errors.py")),
     ("uvicorn + httptools: request parse, ASGI cycle, response head",
-     ("uvicorn/", "TargetPreservingProtocol", "asyncio/locks.py", "httptools")),
+     ("uvicorn/", "gateway/server_protocol.py", "asyncio/locks.py", "httptools")),
 )
 LOOP: Final = "event loop: uvloop callbacks, task steps, futures"
 INTERP: Final = "interpreter: GC"
@@ -84,7 +84,7 @@ def classify(frames: list[str]) -> str:
         python = [f for f in frames if ".py:" in f]
         caller = python[-1] if python else ""
         if leaf.startswith(("write", "__libc_write", "send", "__GI___writev")):
-            if "uvicorn/" in caller:
+            if "uvicorn/" in caller or "gateway/server_protocol.py" in caller:
                 return KERNEL_CLIENT
             if "gateway/forward/upstream" in caller:
                 return KERNEL_UPSTREAM

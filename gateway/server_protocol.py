@@ -168,6 +168,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
 
+    def handle_websocket_upgrade(self) -> None:
+        # The connection now belongs to the WebSocket protocol, which has its own ping timeouts:
+        # a keep-alive timer left from an earlier request on it must not close it.
+        self._unset_keepalive_if_required()
+        super().handle_websocket_upgrade()
+
     def on_headers_complete(self) -> None:
         parser = self.parser
         scope: Any = self.scope
@@ -228,7 +234,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def timeout_keep_alive_handler(self) -> None:
         self.timeout_keep_alive_task = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
             return
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:

@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from gateway.server_protocol import GatewayHttpProtocol
+from gateway.server_protocol import GatewayHttpProtocol, GatewayWebSocketProtocol
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -56,6 +56,12 @@ class RecordingTransport(asyncio.Transport):
     def resume_reading(self) -> None:
         pass
 
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 50000)}.get(
             name, default)
@@ -76,11 +82,13 @@ def responder(status: int, headers: list[tuple[bytes, bytes]], *bodies: bytes) -
 async def exchange(
     app: App, request: bytes, *, keep_alive_timeout: float = 5.0,
 ) -> tuple[GatewayHttpProtocol, RecordingTransport]:
-    config = uvicorn.Config(app, http=GatewayHttpProtocol, lifespan="off", log_config=None,
+    config = uvicorn.Config(app, http=GatewayHttpProtocol, ws=GatewayWebSocketProtocol,
+                            lifespan="off", log_config=None,
                             timeout_keep_alive=keep_alive_timeout)  # type: ignore[arg-type]
     protocol = GatewayHttpProtocol(config=config, server_state=ServerState(), app_state={},
                                    _loop=asyncio.get_running_loop())
     transport = RecordingTransport()
+    transport.set_protocol(protocol)
     protocol.connection_made(transport)
     protocol.data_received(request)
     await settle(protocol)
@@ -217,3 +225,29 @@ async def test_idle_connection_closes_after_the_keep_alive_timeout() -> None:
     assert not transport.closed, "closed 0.15 s after the second request, timeout is 0.2 s"
     await asyncio.sleep(0.15)
     assert transport.closed
+
+
+@in_loop
+async def test_keep_alive_timer_never_closes_a_connection_upgraded_to_websocket() -> None:
+    accepted = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await responder(200, JSON, b'{"ok":true}')(scope, receive, send)
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        await receive()
+
+    # An HTTP request first arms the idle timer; then the same connection upgrades.
+    protocol, transport = await exchange(app, GET, keep_alive_timeout=0.1)
+    protocol.data_received(
+        b"GET /ws HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    await asyncio.wait_for(accepted.wait(), 2)
+    assert transport.get_protocol() is not protocol
+    assert b"101 Switching Protocols" in transport.writes[-1]
+    await asyncio.sleep(0.3)
+    assert not transport.closed, "the HTTP keep-alive timer closed a WebSocket"
+    transport.get_protocol().connection_lost(None)  # type: ignore[attr-defined]
