@@ -75,7 +75,7 @@ QUIET_WAIT = env_int("BENCH_QUIET_WAIT", 600)
 PROFILE = os.environ.get("BENCH_PROFILE", "1") != "0"
 WORKERS_CASE = os.environ.get("BENCH_WORKERS", "1") != "0"
 COOKIE_CASE = os.environ.get("BENCH_COOKIE", "1") != "0"
-# Prototype fixes from bench/prototypes.py, each an extra case (e.g. "coalesce,fastlog,gc").
+# Prototype fixes from bench/prototypes.py, each an extra case (e.g. "gc50k").
 PROFILE_RATE = env_int("BENCH_PROFILE_RATE", 100)
 # Every round starts each gateway case in a fresh process: a CPython process's speed varies by
 # a few % with its memory layout (hash seed, ASLR), which one long-lived process per case would
