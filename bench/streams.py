@@ -629,7 +629,59 @@ async def _reauth(args: argparse.Namespace) -> dict[str, Any]:
         times = await _time_calls(call, args.calls, args.repeats)
         result[key] = min(times)
         result[key + "_median"] = statistics.median(times)
+    if args.redis_url:
+        result.update(await _reauth_redis(args, verified))
     return result
+
+
+async def _reauth_redis(args: argparse.Namespace, verified: Any) -> dict[str, Any]:
+    """A session-cookie socket on the Redis store: every re-check is one GET round trip.
+
+    Both the wall time per re-check (it waits for Redis on the other core) and the gateway's own
+    CPU time per re-check (``time.process_time``: the cost the target is about) are reported.
+    """
+    from gateway.app import create_app
+    from gateway.forward.websocket import SocketAuth
+    from gateway.settings import load_settings
+    from gateway.stores.redis import RedisStore
+
+    store = RedisStore(args.redis_url, prefix="gwbench-reauth:")
+    app = create_app(load_settings(args.config), store=store)
+    try:
+        bridge = app.websocket
+        record = await app.sessions.new_record(base_level="authenticated", user_id="alice")
+        session = await app.sessions.create(record)
+        auth = SocketAuth(identity=record.identity(app.sessions.clock(), 3600),
+                          session_key=session.key, session_id=session.id, token_expires_at=None)
+        if await bridge._recheck(auth, "authenticated") is not None:
+            raise RuntimeError("the re-check refuses a valid Redis session: nothing to time")
+        calls = max(1, args.calls // 5)  # a round trip each: fewer calls, same precision
+        walls, cpus = [], []
+        for _ in range(args.repeats):
+            wall, cpu = time.perf_counter_ns(), time.process_time_ns()
+            for _ in range(calls):
+                await bridge._recheck(auth, "authenticated")
+            cpus.append((time.process_time_ns() - cpu) / calls / 1000)
+            walls.append((time.perf_counter_ns() - wall) / calls / 1000)
+        # Many sockets talking at once: 64 re-checks in flight share the client's pipelined
+        # writes and reads.
+        batch = [auth] * 64
+        rounds = max(1, calls // len(batch))
+        concurrent = []
+        for _ in range(args.repeats):
+            cpu = time.process_time_ns()
+            for _ in range(rounds):
+                await asyncio.gather(*(bridge._recheck(a, "authenticated") for a in batch))
+            concurrent.append((time.process_time_ns() - cpu) / (rounds * len(batch)) / 1000)
+        await app.sessions.destroy(session)
+        return {"session_redis_concurrent_cpu_us": min(concurrent),
+                "session_redis_cpu_us": min(cpus),
+                "session_redis_cpu_us_median": statistics.median(cpus),
+                "session_redis_wall_us": min(walls),
+                "session_redis_wall_us_median": statistics.median(walls),
+                "redis_calls": calls}
+    finally:
+        await store.aclose()
 
 
 def cmd_reauth(args: argparse.Namespace) -> int:
@@ -770,10 +822,14 @@ def run(bench: Any) -> dict[str, Any]:
             if proc is not None:
                 bench.procs.stop(proc)
 
-    # In-process, on the gateway's core, with nothing else of ours running.
+    # In-process, on the gateway's core, with nothing else of ours running (but a Redis on the
+    # load core for the Redis-store case, when redis-server is installed).
     log("streams: per-message re-authorization micro-benchmark")
     argv = [PYTHON, str(BENCH / "streams.py"), "reauth", "--config", str(config), "--token",
             token, "--calls", str(REAUTH_CALLS), "--repeats", str(REAUTH_REPEATS)]
+    redis_port = bench.start_redis()
+    if redis_port is not None:
+        argv += ["--redis-url", f"redis://127.0.0.1:{redis_port}/13"]
     with (tmp / "reauth.json").open("wb") as rout, (tmp / "reauth.log").open("ab") as rerr:
         proc = bench.procs.start("streams-reauth", argv, core=SUT_CORE, stdout=rout, stderr=rerr,
                                  env=bench.env)
@@ -806,6 +862,7 @@ def main(argv: list[str] | None = None) -> int:
     reauth.add_argument("--token", required=True)
     reauth.add_argument("--calls", type=int, default=REAUTH_CALLS)
     reauth.add_argument("--repeats", type=int, default=REAUTH_REPEATS)
+    reauth.add_argument("--redis-url", default=None)
     args = parser.parse_args(argv)
     return {"backend": cmd_backend, "client": cmd_client, "reauth": cmd_reauth}[args.role](args)
 
