@@ -24,7 +24,7 @@ from typing import Any
 import jwt
 
 from gateway.app import create_app
-from gateway.forward.upstream_protocol import UpstreamResponse
+from gateway.forward.upstream_response import UpstreamResponse
 from gateway.settings import load_settings
 
 SECRET = "micro-benchmark-secret-with-enough-bytes-for-hs256"  # noqa: S105 - a test key

@@ -11,7 +11,8 @@ What buys that:
   still holds the (fully buffered) body;
 * no timer object per request: see :meth:`UpstreamPool._sweep`.
 
-The wire-level protocol and the response stream live in :mod:`.upstream_protocol`.
+The wire-level protocol lives in :mod:`.upstream_protocol`, the response stream in
+:mod:`.upstream_response`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from functools import partial
 from typing import Final
 
 from gateway.errors import BadRequest, UpstreamUnavailable
-from gateway.forward.upstream_protocol import IDLE, UpstreamConnection, UpstreamResponse
+from gateway.forward.upstream_protocol import IDLE, UpstreamConnection
+from gateway.forward.upstream_response import UpstreamResponse
 from gateway.tasks import cancel_and_wait
 
 __all__ = ["UpstreamPool", "UpstreamResponse"]

@@ -1,9 +1,11 @@
-"""One keep-alive HTTP/1.1 connection to the upstream, and the response stream it fills.
+"""One keep-alive HTTP/1.1 connection to the upstream: the wire, its framing and its states.
 
 :class:`UpstreamConnection` is an ``asyncio.Protocol`` that feeds every byte it receives to an
 ``httptools.HttpResponseParser`` and turns the parser's callbacks into an
-:class:`UpstreamResponse`. The pool in :mod:`gateway.forward.upstream` owns connections, picks
-one per request and enforces deadlines; this module owns the wire and its framing rules.
+:class:`~gateway.forward.upstream_response.UpstreamResponse`, the stream the caller reads the
+body from (:mod:`gateway.forward.upstream_response`). The pool in :mod:`gateway.forward.upstream`
+owns connections, picks one per request and enforces deadlines; this module owns the wire and
+its framing rules.
 
 A connection is in exactly one state:
 
@@ -25,6 +27,7 @@ from typing import Final, Protocol
 import httptools
 
 from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.forward.upstream_response import UpstreamResponse
 
 IDLE: Final = 0
 WAITING: Final = 1
@@ -50,112 +53,6 @@ class ConnectionOwner(Protocol):
     def _conn_idle(self, conn: UpstreamConnection) -> None: ...
     def _conn_closing(self, conn: UpstreamConnection) -> None: ...
     def _conn_lost(self, conn: UpstreamConnection) -> None: ...
-
-
-class UpstreamResponse:
-    """The final response to one request: its head, and its body as a stream of pieces."""
-
-    __slots__ = (
-        "_buf",
-        "_conn",
-        "_eof",
-        "_error",
-        "_size",
-        "_waiter",
-        "chunked",
-        "content_length",
-        "has_body",
-        "headers",
-        "status",
-    )
-
-    def __init__(
-        self,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        content_length: int | None,
-        chunked: bool,
-        has_body: bool,
-        conn: UpstreamConnection,
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self.content_length = content_length if has_body else None
-        self.chunked = chunked and has_body
-        self.has_body = has_body
-        self._buf: list[bytes] = []
-        self._size = 0
-        self._eof = not has_body
-        self._error: UpstreamError | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        # Set while the body still streams from the connection; cleared the moment the whole
-        # body has been received (the connection then already serves other requests) or the
-        # connection failed.
-        self._conn: UpstreamConnection | None = conn
-
-    @property
-    def complete(self) -> bool:
-        """True when the whole body was received and handed out: ``read()`` would return b""."""
-        return self._eof and not self._buf and self._error is None
-
-    async def read(self) -> bytes:
-        """Everything received since the last call, waiting for at least one byte; b"" at end."""
-        while True:
-            buf = self._buf
-            if buf:
-                data = buf[0] if len(buf) == 1 else b"".join(buf)
-                buf.clear()
-                self._size = 0
-                conn = self._conn
-                if conn is not None and conn._reading_paused:
-                    conn._resume_reading()
-                return data
-            if self._error is not None:
-                raise self._error
-            conn = self._conn
-            if self._eof or conn is None:
-                return b""
-            waiter = self._waiter = conn._loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-
-    async def read_all(self, limit: int | None = None) -> bytes:
-        """The rest of the body; more than ``limit`` bytes closes the connection and raises."""
-        if limit is not None and self.content_length is not None and self.content_length > limit:
-            await self.aclose()
-            raise UpstreamUnavailable(reason="response_too_large")
-        parts: list[bytes] = []
-        size = 0
-        while piece := await self.read():
-            size += len(piece)
-            if limit is not None and size > limit:
-                await self.aclose()
-                raise UpstreamUnavailable(reason="response_too_large")
-            parts.append(piece)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    async def aclose(self) -> None:
-        """Stop reading; a body still in flight closes the connection (it is never reused).
-
-        A connection whose response was fully received went back to the pool at that moment, so
-        there is nothing left to return here; one still streaming holds the unread rest of the
-        body on the wire and can only be closed.
-        """
-        self._buf.clear()
-        self._size = 0
-        self._eof = True
-        conn = self._conn
-        if conn is not None:
-            self._conn = None
-            conn._response = None
-            conn.close()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
 
 class UpstreamConnection(asyncio.Protocol):

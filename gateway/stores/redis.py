@@ -63,7 +63,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from gateway.errors import StoreUnavailable
 from gateway.stores.base import check_ttl, check_value
-from gateway.stores.resp import ReplyError, RespClient, UnsupportedURL
+from gateway.stores.resp import RespClient
+from gateway.stores.resp_wire import ReplyError, UnsupportedURL
 
 log = logging.getLogger("gateway.store")
 

@@ -26,30 +26,28 @@ How it stays cheap:
 
 Failures are OSError subclasses, so :class:`gateway.stores.redis.RedisStore` translates them
 with everything else: :class:`ConnectionError` (refused, lost, closed, a reply that is not
-RESP), :class:`TimeoutError` (no progress within the timeout), and :class:`ReplyError`, an
-error reply such as ``WRONGTYPE`` (not an OSError: it is the server's answer, not an outage of
-the link). Messages never carry the URL, the password or a value.
+RESP), :class:`TimeoutError` (no progress within the timeout), and
+:class:`~gateway.stores.resp_wire.ReplyError`, an error reply such as ``WRONGTYPE`` (not an
+OSError: it is the server's answer, not an outage of the link). Messages never carry the URL,
+the password or a value.
 
-URLs: ``redis://[[user]:password@]host[:port][/db]`` and ``unix://[[user]:password@]/path?db=N``.
-``rediss://`` (TLS) and any other query option are refused with :class:`UnsupportedURL`, so
-that such a store keeps using redis-py, which understands all of them.
+Three modules: the client and its sweeper here; one connection in
+:mod:`gateway.stores.resp_connection`; the wire format (URLs, with the URLs this client refuses
+as :class:`~gateway.stores.resp_wire.UnsupportedURL`, commands, replies and the error classes)
+in :mod:`gateway.stores.resp_wire`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from dataclasses import dataclass
 from functools import partial
-from typing import Final, TypeAlias
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Final
 
+from gateway.stores.resp_connection import _Connection
+from gateway.stores.resp_wire import Endpoint, Reply, ReplyError, encode, parse_url
 from gateway.tasks import cancel_and_wait
 
-__all__ = ["Endpoint", "ReplyError", "RespClient", "UnsupportedURL", "parse_url"]
-
-# A reply: bulk string (bytes), nil (None), integer, simple string (bytes), array.
-Reply: TypeAlias = "bytes | int | list[Reply] | None"
+__all__ = ["RespClient"]
 
 # Outstanding replies on one connection before a further connection is opened (if allowed).
 PIPELINE_DEPTH: Final = 64
@@ -57,249 +55,10 @@ MAX_CONNECTIONS: Final = 4
 # The sweeper wakes at most this often.
 _MAX_TICK: Final = 0.25
 
-_INCOMPLETE: Final = object()
-
-
-class UnsupportedURL(ValueError):
-    """The URL needs something this client does not do (TLS, options): use redis-py."""
-
-
-class ReplyError(Exception):
-    """An error reply from Redis (``-ERR …``, ``-WRONGTYPE …``); the connection stays usable."""
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    host: str | None  # None for a unix socket
-    port: int
-    path: str | None  # the unix socket's path
-    db: int
-    username: str | None
-    password: str | None
-
-
-def parse_url(url: str) -> Endpoint:
-    """The endpoint of a ``redis://`` or ``unix://`` URL; UnsupportedURL for anything else.
-
-    Read as redis-py reads it (``redis.asyncio.connection.parse_url``: a ``?db=`` wins over
-    the path), so both clients of a RedisStore always talk to the same database as the same
-    user; a URL redis-py would read more leniently (a db that is not a number) is refused.
-    """
-    parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    if set(query) - {"db"}:
-        # Never echo the URL: it may carry a password.
-        raise UnsupportedURL("URL options other than db are not supported")
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    try:
-        if "db" in query:
-            db = int(query["db"][0])
-        elif parts.scheme == "redis" and parts.path.strip("/"):
-            db = int(unquote(parts.path).replace("/", ""))
-        else:
-            db = 0
-        if parts.scheme == "redis":
-            host = unquote(parts.hostname) if parts.hostname else "localhost"
-            return Endpoint(host, parts.port or 6379, None, db, username, password)
-        if parts.scheme == "unix":
-            if not parts.path:
-                raise UnsupportedURL("a unix:// URL needs a socket path")
-            return Endpoint(None, 0, unquote(parts.path), db, username, password)
-    except ValueError as exc:  # a port or db that is not a number
-        raise UnsupportedURL("the URL's port or database is not a number") from exc
-    raise UnsupportedURL(f"scheme {parts.scheme!r} is not supported (redis:// or unix:// only)")
-
 
 def _cancelling() -> int:
     task = asyncio.current_task()
     return task.cancelling() if task is not None else 0
-
-
-def encode(*args: bytes) -> bytes:
-    """One command as a RESP array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        out.append(b"$%d\r\n%b\r\n" % (len(arg), arg))
-    return b"".join(out)
-
-
-def _parse(buf: bytes, pos: int) -> tuple[object, int]:
-    """One reply starting at ``pos``: (reply, end), or (_INCOMPLETE, bytes needed or 0).
-
-    Raises ValueError on bytes that are not RESP2.
-    """
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        return _INCOMPLETE, 0
-    kind = buf[pos]
-    if kind == 36:  # $ bulk string
-        size = int(buf[pos + 1:end])
-        if size < 0:
-            return None, end + 2
-        start = end + 2
-        stop = start + size
-        if len(buf) < stop + 2:
-            return _INCOMPLETE, stop + 2
-        return buf[start:stop], stop + 2
-    if kind == 43:  # + simple string
-        return buf[pos + 1:end], end + 2
-    if kind == 58:  # : integer
-        return int(buf[pos + 1:end]), end + 2
-    if kind == 45:  # - error
-        return ReplyError(buf[pos + 1:end].decode("utf-8", "replace")), end + 2
-    if kind == 42:  # * array
-        count = int(buf[pos + 1:end])
-        if count < 0:
-            return None, end + 2
-        items: list[object] = []
-        pos = end + 2
-        for _ in range(count):
-            item, pos = _parse(buf, pos)
-            if item is _INCOMPLETE:
-                return _INCOMPLETE, pos
-            items.append(item)
-        return items, pos
-    raise ValueError("not a RESP2 reply")
-
-
-class _Connection(asyncio.Protocol):
-    """One connection: pipelined commands out, replies matched to waiters in order."""
-
-    __slots__ = ("_loop", "_lost", "_need", "_out", "_owner", "_rest", "_rest_size", "closed",
-                 "epoch", "lost_waiter", "pending", "progress", "transport")
-
-    def __init__(self, owner: RespClient, loop: asyncio.AbstractEventLoop) -> None:
-        self._owner = owner
-        self._loop = loop
-        self.epoch = owner._epoch  # aclose() starts a new one
-        self.transport: asyncio.Transport | None = None
-        self.pending: deque[asyncio.Future[Reply]] = deque()
-        self._out: list[bytes] = []
-        # The start of a reply whose end has not arrived yet, in pieces (joined once, when
-        # _need bytes are in: a 1 MB value in 64 KB reads is copied once, not sixteen times).
-        self._rest: list[bytes] = []
-        self._rest_size = 0
-        self._need = 0
-        self.progress = 0.0  # loop.time() of the last progress while replies are outstanding
-        self.closed = False
-        self._lost = False
-        self.lost_waiter: asyncio.Future[None] = loop.create_future()
-
-    # -- the request side -------------------------------------------------------------------
-
-    def send(self, command: bytes) -> asyncio.Future[Reply]:
-        """Queue one encoded command; the future gets its reply (or the connection's failure)."""
-        future: asyncio.Future[Reply] = self._loop.create_future()
-        if self.closed:  # never queue where no reply can come: fail, not hang
-            future.set_exception(ConnectionError("connection to redis closed"))
-            return future
-        pending = self.pending
-        if not pending:
-            self.progress = self._loop.time()
-        pending.append(future)
-        out = self._out
-        if not out:
-            self._loop.call_soon(self._flush)
-        out.append(command)
-        return future
-
-    def _flush(self) -> None:
-        out = self._out
-        if not out or self.closed or self.transport is None:
-            out.clear()
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self.transport.write(data)
-
-    # -- asyncio.Protocol --------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        # Known to aclose() from now on; commands reach it only once its handshake succeeded
-        # (see RespClient._connect): a GET behind a failed SELECT would read another database.
-        self._owner._all.add(self)
-
-    def data_received(self, data: bytes) -> None:
-        self.progress = self._loop.time()
-        rest = self._rest
-        if rest:
-            rest.append(data)
-            self._rest_size += len(data)
-            if self._rest_size < self._need:
-                return
-            data = b"".join(rest)
-            rest.clear()
-        pending = self.pending
-        pos = 0
-        size = len(data)
-        try:
-            while pos < size:
-                reply, end = _parse(data, pos)
-                if reply is _INCOMPLETE:
-                    self._rest.append(data[pos:] if pos else data)
-                    self._rest_size = size - pos
-                    self._need = end - pos if end else 0
-                    return
-                pos = end
-                future = pending.popleft()  # IndexError: a reply nobody asked for
-                if future.done():
-                    continue  # its caller was cancelled; the reply is dropped in order
-                if isinstance(reply, ReplyError):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)  # type: ignore[arg-type]
-        except (ValueError, IndexError) as exc:
-            self.fail(ConnectionError("redis sent bytes that are not a RESP2 reply"), exc)
-
-    def eof_received(self) -> bool | None:
-        self.fail(ConnectionError("redis closed the connection"))
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        self.fail(ConnectionError("connection to redis lost"), exc)
-        if not self.lost_waiter.done():
-            self.lost_waiter.set_result(None)
-        self._owner._conn_lost(self)
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def fail(self, error: OSError, cause: BaseException | None = None) -> None:
-        """Fail every outstanding command with ``error`` and abort the connection; idempotent."""
-        self._fail_pending(error, cause)
-        self.close(abort=True)
-
-    def _fail_pending(self, error: OSError, cause: BaseException | None = None) -> None:
-        if cause is not None:
-            error.__cause__ = cause
-        pending = self.pending
-        while pending:
-            future = pending.popleft()
-            if not future.done():
-                future.set_exception(error)
-                # Retrieved even if its caller is gone, so asyncio never logs "never retrieved".
-                future.exception()
-        self._out.clear()
-
-    def close(self, abort: bool = False) -> None:
-        """Make the connection unusable and close it; idempotent."""
-        if self.closed:
-            return
-        self.closed = True
-        self._owner._conn_closing(self)
-        if self.pending:
-            # Someone still waits on this connection: they must get an error, not hang.
-            self._fail_pending(ConnectionError("connection to redis closed"))
-            abort = True
-        transport = self.transport
-        if transport is None or self._lost:
-            return
-        if abort:
-            transport.abort()
-        else:
-            transport.close()
 
 
 class RespClient:

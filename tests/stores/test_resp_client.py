@@ -20,14 +20,8 @@ from redis.asyncio.connection import parse_url as redis_parse_url
 
 from gateway.errors import StoreUnavailable
 from gateway.stores.redis import RedisStore
-from gateway.stores.resp import (
-    MAX_CONNECTIONS,
-    Endpoint,
-    ReplyError,
-    RespClient,
-    UnsupportedURL,
-    parse_url,
-)
+from gateway.stores.resp import MAX_CONNECTIONS, RespClient
+from gateway.stores.resp_wire import Endpoint, ReplyError, UnsupportedURL, parse_url
 from tests.support.procs import free_port
 from tests.support.redis import RedisTarget
 
