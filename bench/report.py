@@ -198,9 +198,9 @@ def render(data: dict[str, Any]) -> str:
             f"({_num(two, ',.0f')} / {_num(one, ',.0f')} req/s) with wrk, nginx and Redis on the "
             f"same 2 cores; CPU per request {_num(cpu_one, '.1f')} µs with 1 worker, "
             f"{_num(cpu_two, '.1f')} µs with 2, so 2 dedicated cores would give "
-            f"{_num(projected, '.2f')}× (projected) | not measurable on this rig (needs ≥ 4 "
-            f"cores: 2 for the workers, the rest for the load); projected "
-            f"{_status(projected >= 1.8 if projected else None)} |")
+            f"{_num(projected, '.2f')}× (projected: medians of runs made minutes apart, so "
+            "it carries the host's drift, see below) | not measurable on this rig (needs ≥ 4 "
+            "cores: 2 for the workers, the rest for the load) |")
     else:
         lines.append("| 2 workers on 2 cores ≥ 1.8× 1 worker | not run | n/a |")
     streams = data.get("streams")
