@@ -27,9 +27,10 @@ def freeze_heap() -> None:
     """Move everything alive after start-up out of the garbage collector's sight.
 
     Modules, classes, settings and the app live as long as the process; without this, every
-    full collection walks them again (a multi-millisecond pause in the p99 under load).
-    ``gc.freeze`` is meant for exactly this moment (its documentation: after start-up, before
-    serving).
+    older-generation collection walks them again (pauses that show in the p99 under load).
+    ``gc.freeze`` moves every object tracked now into a permanent generation the collector
+    never scans; they are still freed normally by reference counting. Measured: GC fell from
+    ~3 to ~1.5 µs per request (bench/RESULTS.md).
     """
     gc.collect()
     gc.freeze()
