@@ -36,7 +36,7 @@ from gateway.policy.decide import decide
 from gateway.policy.model import PolicySet, Rule
 from gateway.policy.paths import canonical_path, encode_path
 from gateway.rewrite.body import overwrite_user_id, remove_user_id
-from gateway.rewrite.headers import HeaderRewriter
+from gateway.rewrite.headers import HeaderRewriter, RequestHeaders
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -148,19 +148,30 @@ class HttpProxy:
         if method in _REFUSED_METHODS:
             # TRACE echoes the request (cookies included) back; CONNECT asks for a tunnel.
             raise MethodNotAllowed("This method is not forwarded.")
-        headers_size = 0
-        for name, value in scope["headers"]:
-            headers_size += len(name) + len(value)
-        if headers_size > MAX_HEADER_BYTES:
+        client = scope.get("client")
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        # The rewrite walks the headers before anything is decided, once, and so collects what
+        # every stage below reads; what it builds is thrown away on a refusal.
+        request = self.rewriter.scan(headers, client_ip=client[0] if client else None,
+                                     scheme=scope.get("scheme", "http"))
+        if request.size > MAX_HEADER_BYTES:
             raise BadRequest("The request headers are too large.", reason="headers_too_large")
         rule = self.policies.match(method, path, False)
         info.rule = rule.name if rule is not None else None
         info.label = rule.name if rule is not None else "(default)"
         require = rule.require if rule is not None else self.policies.default
         shadow = rule is not None and rule.mode == "shadow"
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
 
-        resolution = await self._identify(scope, headers, require, shadow, info)
+        if require == "deny" and not shadow:
+            resolution = Resolution()
+        else:
+            # Only an enforced anonymous rule hands out sessions; a shadow rule observes.
+            create_anonymous = require == "anonymous" and not shadow
+            cached = None if request.cookie else self.resolver.resolve_cached(
+                request.authorization, request.authorizations, create_anonymous=create_anonymous)
+            if cached is None:
+                cached = await self._identify(scope, headers, require, create_anonymous)
+            resolution = self._settle(cached, require, info)
         info.set_cookie = resolution.set_cookie
         identity: Identity | GatewayError | None = resolution.error or resolution.identity
         refusal = self._refusal(require, identity)
@@ -173,20 +184,15 @@ class HttpProxy:
             info.decision = "allow"
         trusted = identity if isinstance(identity, Identity) else None
 
-        client = scope.get("client")
-        upstream_headers = self.rewriter.request_headers(
-            headers,
-            trusted,
-            client_ip=client[0] if client else None,
-            scheme=scope.get("scheme", "http"),
-        )
+        upstream_headers = request.upstream
         if trusted is not None:
+            upstream_headers.extend(self.rewriter.identity_headers(trusted))
             info.level, info.user = trusted.level, trusted.user_id
             if self.assertion is not None:
                 # Cached per identity: a dict lookup, not an ES256 signature, per request.
                 upstream_headers.append(
                     (self.assertion.header, self.assertion.for_identity(trusted)))
-        body, content_length = await self._body(scope, receive, headers, rule, trusted)
+        body, content_length = await self._body(receive, request, rule, trusted)
         target = encode_path(path)
         query = scope.get("query_string")
         if query:
@@ -203,24 +209,24 @@ class HttpProxy:
         scope: Scope,
         headers: list[tuple[bytes, bytes]],
         require: str,
-        shadow: bool,
-        info: RequestInfo,
+        create_anonymous: bool,
     ) -> Resolution:
-        if require == "deny" and not shadow:
-            return Resolution()
+        """The resolution when :meth:`Resolver.resolve_cached` cannot answer without an await."""
         try:
-            resolution = await self.resolver.resolve(
+            return await self.resolver.resolve(
                 headers,
-                method=info.method,
+                method=scope["method"],
                 scheme=scope.get("scheme", "http"),
-                # Only an enforced anonymous rule hands out sessions; a shadow rule observes.
-                create_anonymous=require == "anonymous" and not shadow,
+                create_anonymous=create_anonymous,
             )
         except StoreUnavailable:
             if require == "public":
                 # A public route needs no identity, so an unreachable store costs it nothing.
                 return Resolution()
             raise
+
+    @staticmethod
+    def _settle(resolution: Resolution, require: str, info: RequestInfo) -> Resolution:
         if resolution.error is not None:
             info.reason = resolution.error.reason
             if require == "public":
@@ -244,24 +250,19 @@ class HttpProxy:
 
     async def _body(
         self,
-        scope: Scope,
         receive: Any,
-        headers: list[tuple[bytes, bytes]],
+        request: RequestHeaders,
         rule: Rule | None,
         identity: Identity | None,
     ) -> tuple[bytes | AsyncIterator[bytes], int | None]:
         length: int | None = None
-        chunked = False
-        content_type: bytes | None = None
-        for name, value in headers:
-            if name == b"content-length":
-                if length is not None or not value.isdigit() or len(value) > 18:
-                    raise BadRequest("The Content-Length header is invalid.")
-                length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = True
-            elif name == b"content-type":
-                content_type = value
+        raw_length = request.content_length
+        if raw_length is not None:
+            if request.content_lengths > 1 or not raw_length.isdigit() or len(raw_length) > 18:
+                raise BadRequest("The Content-Length header is invalid.")
+            length = int(raw_length)
+        chunked = request.chunked
+        content_type = request.content_type
         if length is not None and length > self.max_body_bytes:
             raise PayloadTooLarge()
         has_body = chunked or bool(length)

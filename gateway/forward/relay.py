@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from gateway.errors import GatewayError
 from gateway.forward.upstream import UpstreamResponse
-from gateway.rewrite.headers import response_headers
+from gateway.rewrite.response_headers import response_headers
 
 log = logging.getLogger("gateway.forward")
 

@@ -27,6 +27,7 @@ from gateway.observe import audit, user_hash
 
 # RFC 9110 §9.2.1: only these are safe; any other method changes state and needs the check.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_TWO_AUTHORIZATIONS = "The request has more than one Authorization header."
 
 
 class TokenVerifier(Protocol):
@@ -58,7 +59,7 @@ def read_credentials(headers: list[tuple[bytes, bytes]]) -> Credentials:
         if name == b"authorization":
             if authorization is not None:
                 # Two Authorization headers: frameworks disagree on which one wins.
-                raise BadRequest("The request has more than one Authorization header.")
+                raise BadRequest(_TWO_AUTHORIZATIONS)
             authorization = value
         elif name == b"origin":
             origin = value
@@ -82,7 +83,8 @@ class Resolver:
         # Called with the reason of every refused bearer token (the JWT failure metric).
         self._on_token_error = on_token_error
 
-    async def verify_bearer(self, authorization: bytes) -> Identity | IdentityError:
+    def _token(self, authorization: bytes) -> str | IdentityError:
+        """The token of a ``Bearer <token>`` header, or the error the header earns."""
         scheme, _, token_bytes = authorization.strip().partition(b" ")
         token_bytes = token_bytes.strip()
         if scheme.lower() != b"bearer" or not token_bytes:
@@ -90,10 +92,26 @@ class Resolver:
             return TokenInvalid("The Authorization header must be 'Bearer <token>'.",
                                 reason="bad_scheme")
         try:
-            token = token_bytes.decode("ascii")
+            return token_bytes.decode("ascii")
         except UnicodeDecodeError:
             self._on_token_error("malformed")
             return TokenInvalid(reason="malformed")
+
+    def verify_bearer_cached(self, authorization: bytes) -> Identity | IdentityError | None:
+        """:meth:`verify_bearer` without an await: None when the token is not cached yet."""
+        token = self._token(authorization)
+        if not isinstance(token, str):
+            return token
+        try:
+            return self._verifier.verify_cached(token)
+        except IdentityError as error:
+            self._on_token_error(error.reason)
+            return error
+
+    async def verify_bearer(self, authorization: bytes) -> Identity | IdentityError:
+        token = self._token(authorization)
+        if not isinstance(token, str):
+            return token
         verifier = self._verifier
         try:
             identity = verifier.verify_cached(token)
@@ -103,6 +121,28 @@ class Resolver:
             self._on_token_error(error.reason)
             return error
         return identity
+
+    def resolve_cached(
+        self, authorization: bytes | None, authorizations: int, *, create_anonymous: bool
+    ) -> Resolution | None:
+        """:meth:`resolve` for a request without a Cookie header, when that needs no await.
+
+        None when it does (a token not cached yet, an anonymous session to create): then the
+        caller awaits :meth:`resolve`. A cached bearer token, the common request, so skips two
+        coroutine layers, the Credentials object and the cookie scan: ~1.4 µs per request in
+        bench/micro_pipeline.py.
+        ``authorizations`` counts the Authorization headers, refused as in read_credentials.
+        """
+        if authorizations > 1:
+            raise BadRequest(_TWO_AUTHORIZATIONS)
+        if authorization is None:
+            return None if create_anonymous else Resolution()
+        result = self.verify_bearer_cached(authorization)
+        if result is None:
+            return None
+        if isinstance(result, IdentityError):
+            return Resolution(error=result)
+        return Resolution(identity=result)
 
     async def resolve(
         self,

@@ -15,91 +15,42 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from gateway.identity.model import Identity
-
-# Stripped whatever their value: identity as some backend or auth proxy understands it.
-SPOOFABLE_NAMES = frozenset(
-    {
-        "remote-user",
-        "x-remote-user",
-        "x-forwarded-user",
-        "x-forwarded-email",
-        "x-forwarded-preferred-username",
-        "x-forwarded-groups",
-        "x-forwarded-access-token",
-        "x-authenticated-user",
-        "x-original-url",
-        "x-rewrite-url",
-        "x-forwarded-uri",
-        "x-original-uri",
-    }
-)
-SPOOFABLE_PREFIXES = ("x-user-", "x-auth-", "x-gateway-", "x-anonymous-")
-
-# RFC 9110 §7.6.1 hop-by-hop headers, plus the framing headers the upstream client sets itself.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "host",
-        # The gateway reads the body itself (and answers 100-continue itself), so the upstream
-        # must not wait for a second interim response.
-        "expect",
-    }
-)
-# Set from the connection; taken from the request only when the peer is a trusted proxy.
-FORWARDING = frozenset(
-    {
-        "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded",
-        # Client-address headers other proxies and CDNs set; a backend may log or trust them,
-        # so a client's own copy never passes (the gateway sends X-Forwarded-For instead).
-        "x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip", "fastly-client-ip",
-    }
-)
-# Response headers that describe the upstream hop, not the client's.
-RESPONSE_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
+from gateway.rewrite.header_names import (
+    FORWARDING,
+    HOP_BY_HOP,
+    SPOOFABLE_NAMES,
+    SPOOFABLE_PREFIXES,
+    HeaderNames,
+    normalise,
 )
 
-# Connection values that name no end-to-end header.
-_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
-
-_KEEP, _DROP, _FORWARDING, _AUTHORIZATION, _COOKIE = range(5)
-
-
-def normalise(name: str) -> str:
-    """The name as a backend framework may read it: lower-case, ``_`` read as ``-``."""
-    return name.lower().replace("_", "-")
+_KEEP, _DROP, _FORWARDING, _COOKIE = range(4)
+# Added to the kind of the exact (lower-case, as ASGI servers give them) names that the pipeline
+# itself reads, so the rewriter's walk collects them and no other stage walks the headers again.
+_NOTED = 4
+_NOTED_NAMES = frozenset({b"host", b"connection", b"authorization", b"cookie",
+                          b"content-length", b"transfer-encoding", b"content-type"})
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderNames:
-    """The identity header names the gateway injects (each configurable)."""
+@dataclass(slots=True)
+class RequestHeaders:
+    """The upstream header list (without the identity headers) and what the proxy reads itself.
 
-    user_id: str = "X-User-Id"
-    level: str = "X-Auth-Level"
-    email: str = "X-User-Email"
-    name: str = "X-User-Name"
-    anonymous_id: str = "X-Anonymous-Id"
+    One walk yields all of it: walking the client's headers once per stage (size check,
+    credentials, cookie, body framing, rewrite) cost ~2.4 µs per request, this walk ~1.3 µs.
+    Names are compared exactly, as each stage used to: ``authorization`` counts, ``Authorization``
+    (never sent by an ASGI server) does not.
+    """
 
-    def all(self) -> tuple[str, ...]:
-        return (self.user_id, self.level, self.email, self.name, self.anonymous_id)
+    upstream: list[tuple[bytes, bytes]]
+    size: int  # Bytes of names and values, for the header size limit.
+    authorization: bytes | None  # The first Authorization value.
+    authorizations: int
+    content_length: bytes | None  # The first Content-Length value, unchecked.
+    content_lengths: int
+    content_type: bytes | None  # The last Content-Type value.
+    chunked: bool  # Any Transfer-Encoding header.
+    cookie: bool  # Any Cookie header: the session cookie may be among them.
 
 
 class HeaderRewriter:
@@ -143,11 +94,14 @@ class HeaderRewriter:
         elif name in FORWARDING:
             kind = _FORWARDING
         elif name == "authorization":
-            kind = _KEEP if self._forward_authorization else _AUTHORIZATION
+            # The token was for the gateway, not the backend.
+            kind = _KEEP if self._forward_authorization else _DROP
         elif name == "cookie" and not self._forward_cookie and self._cookie_names:
             kind = _COOKIE
         else:
             kind = _KEEP
+        if raw in _NOTED_NAMES:
+            kind += _NOTED
         if len(self._seen) < 4096:
             self._seen[raw] = kind
         return kind
@@ -189,29 +143,67 @@ class HeaderRewriter:
         scheme: str,
     ) -> list[tuple[bytes, bytes]]:
         """The header list for the upstream request (``Host`` first)."""
+        out = self.scan(raw_headers, client_ip=client_ip, scheme=scheme).upstream
+        if identity is not None:
+            out.extend(self.identity_headers(identity))
+        return out
+
+    def scan(
+        self,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        *,
+        client_ip: str | None,
+        scheme: str,
+    ) -> RequestHeaders:
+        """The upstream headers but the identity ones, and what the proxy reads, in one walk."""
         out: list[tuple[bytes, bytes]] = [(b"host", self._host)]
         connection_listed: set[str] = set()
         incoming_host = b""
         forwarded: dict[str, list[bytes]] = {}
-        classify = self._classify
+        seen = self._seen
         kept: list[tuple[bytes, bytes]] = []
+        size = authorizations = content_lengths = 0
+        authorization = content_length = content_type = None
+        chunked = cookie = False
         for name, value in raw_headers:
-            kind = classify(name)
+            size += len(name) + len(value)
+            kind = seen.get(name)
+            if kind is None:
+                kind = self._classify(name)
             if kind == _KEEP:
                 kept.append((name, value))
-            elif kind == _DROP:
-                if name == b"connection":
+                continue
+            if kind >= _NOTED:
+                kind -= _NOTED
+                if name == b"host":
+                    incoming_host = value
+                elif name == b"content-type":
+                    content_type = value
+                elif name == b"content-length":
+                    if content_length is None:
+                        content_length = value
+                    content_lengths += 1
+                elif name == b"authorization":
+                    if authorization is None:
+                        authorization = value
+                    authorizations += 1
+                elif name == b"cookie":
+                    cookie = True
+                elif name == b"transfer-encoding":
+                    chunked = True
+                elif name == b"connection":
                     for token in value.decode("latin-1").split(","):
                         connection_listed.add(normalise(token.strip()))
-                elif name == b"host":
-                    incoming_host = value
-            elif kind == _FORWARDING:
+                if kind == _KEEP:
+                    kept.append((name, value))
+                    continue
+            if kind == _FORWARDING:
                 forwarded.setdefault(normalise(name.decode("latin-1")), []).append(value)
             elif kind == _COOKIE:
-                cookie = self._strip_cookie(value)
-                if cookie:
-                    kept.append((name, cookie))
-            # _AUTHORIZATION: the token was for the gateway, not the backend.
+                stripped = self._strip_cookie(value)
+                if stripped:
+                    kept.append((name, stripped))
+            # _DROP: nothing reaches the backend.
         if connection_listed:
             # A client may ask to drop end-to-end headers via Connection; honour that for what it
             # sent, but the gateway's own headers are added after this and cannot be named away.
@@ -219,11 +211,10 @@ class HeaderRewriter:
                 (n, v) for n, v in kept if normalise(n.decode("latin-1")) not in connection_listed
             ]
         out.extend(kept)
-        trusted = self.is_trusted_proxy(client_ip)
-        self._forwarding(out, forwarded if trusted else {}, client_ip, scheme, incoming_host)
-        if identity is not None:
-            out.extend(self.identity_headers(identity))
-        return out
+        trusted = bool(forwarded) and self.is_trusted_proxy(client_ip)
+        self._forwarding(out, forwarded if trusted else None, client_ip, scheme, incoming_host)
+        return RequestHeaders(out, size, authorization, authorizations, content_length,
+                              content_lengths, content_type, chunked, cookie)
 
     def identity_headers(self, identity: Identity) -> list[tuple[bytes, bytes]]:
         user_id, level, email, name, anonymous_id = self._encoded_names
@@ -242,13 +233,22 @@ class HeaderRewriter:
     @staticmethod
     def _forwarding(
         out: list[tuple[bytes, bytes]],
-        incoming: dict[str, list[bytes]],
+        incoming: dict[str, list[bytes]] | None,
         client_ip: str | None,
         scheme: str,
         host: bytes,
     ) -> None:
         # It is a security issue to trust forwarding headers that came from the client (werkzeug's
         # ProxyFix says the same): they are read only when the peer is a configured proxy.
+        if incoming is None:
+            # Nothing taken from the request, the usual case: the general path below costs
+            # ~0.3 µs more per request for the same three headers.
+            if client_ip:
+                out.append((b"x-forwarded-for", client_ip.encode("latin-1")))
+            out.append((b"x-forwarded-proto", scheme.encode("latin-1")))
+            if host:
+                out.append((b"x-forwarded-host", host))
+            return
         chain = [v.strip() for v in incoming.get("x-forwarded-for", []) if v.strip()]
         if client_ip:
             chain.append(client_ip.encode("latin-1"))
@@ -281,23 +281,3 @@ def _header_text(value: str) -> bytes:
     if value.isascii() and value.isprintable():
         return value.encode("ascii")
     return quote(value, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~").encode("ascii")
-
-
-def response_headers(raw_headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Upstream response headers minus hop-by-hop ones; every ``Set-Cookie`` is kept.
-
-    ``raw_headers`` names are lower-case (the upstream client's parser makes them so).
-    """
-    out = [header for header in raw_headers if header[0] not in RESPONSE_HOP_BY_HOP]
-    if len(out) == len(raw_headers):
-        return out
-    # Something hop-by-hop was there; a Connection header may name more to drop. The usual
-    # ``Connection: keep-alive`` names only what is already gone, so nothing is rebuilt then.
-    listed: set[bytes] = set()
-    for name, value in raw_headers:
-        if name == b"connection" and value.lower() not in _PLAIN_CONNECTION:
-            listed.update(token.strip().lower() for token in value.split(b","))
-    listed -= RESPONSE_HOP_BY_HOP
-    if listed:
-        out = [header for header in out if header[0] not in listed]
-    return out

@@ -11,7 +11,7 @@ from typing import Any
 from gateway.errors import ConfigError
 from gateway.identity.jwt_config import JWTSettings
 from gateway.otp.service import OtpSettings
-from gateway.rewrite.headers import HeaderNames
+from gateway.rewrite.header_names import HeaderNames
 from gateway.settings.delivery import build_delivery, check_delivery, check_store, read_secrets
 from gateway.settings.issuers import read_issuers
 from gateway.settings.model import Settings, UpstreamSettings

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from gateway.identity.jwt_config import JWTSettings
 from gateway.otp.service import OtpSettings
-from gateway.rewrite.headers import HeaderNames
+from gateway.rewrite.header_names import HeaderNames
 from gateway.settings.ops import OpsSettings
 
 HMAC_ALGS = ("HS256", "HS384", "HS512")

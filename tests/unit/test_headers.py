@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from gateway.identity.model import Identity
-from gateway.rewrite.headers import HeaderNames, HeaderRewriter, response_headers
+from gateway.rewrite.header_names import HeaderNames
+from gateway.rewrite.headers import HeaderRewriter
+from gateway.rewrite.response_headers import response_headers
 
 ALICE = Identity(user_id="alice", level="authenticated", expires_at=0.0, email="a@x.example")
 
