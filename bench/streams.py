@@ -635,17 +635,27 @@ async def _reauth(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _reauth_redis(args: argparse.Namespace, verified: Any) -> dict[str, Any]:
-    """A session-cookie socket on the Redis store: every re-check is one GET round trip.
+    """A session-cookie socket on the Redis store, with the cache (default) and without.
 
-    Both the wall time per re-check (it waits for Redis on the other core) and the gateway's own
-    CPU time per re-check (``time.process_time``: the cost the target is about) are reported.
+    With ``store.websocket_cache`` (the default) the re-check reads the copy Redis invalidates
+    (gateway/stores/resp_tracked.py); without it, every re-check is one GET round trip. Both the
+    wall time per re-check and the gateway's own CPU time (``time.process_time``: the cost the
+    target is about) are reported, for a lone message and for 64 in flight at once.
     """
+    result: dict[str, Any] = {}
+    for cached, label in ((True, "session_redis"), (False, "session_redis_uncached")):
+        for key, value in (await _reauth_redis_store(args, cached)).items():
+            result[key.replace("session_redis", label)] = value
+    return result
+
+
+async def _reauth_redis_store(args: argparse.Namespace, cached: bool) -> dict[str, Any]:
     from gateway.app import create_app
     from gateway.forward.websocket import SocketAuth
     from gateway.settings import load_settings
     from gateway.stores.redis import RedisStore
 
-    store = RedisStore(args.redis_url, prefix="gwbench-reauth:")
+    store = RedisStore(args.redis_url, prefix="gwbench-reauth:", websocket_cache=cached)
     app = create_app(load_settings(args.config), store=store)
     try:
         bridge = app.websocket
@@ -655,7 +665,8 @@ async def _reauth_redis(args: argparse.Namespace, verified: Any) -> dict[str, An
                           session_key=session.key, session_id=session.id, token_expires_at=None)
         if await bridge._recheck(auth, "authenticated") is not None:
             raise RuntimeError("the re-check refuses a valid Redis session: nothing to time")
-        calls = max(1, args.calls // 5)  # a round trip each: fewer calls, same precision
+        # Uncached, a round trip each: fewer calls, same precision.
+        calls = args.calls if cached else max(1, args.calls // 5)
         walls, cpus = [], []
         for _ in range(args.repeats):
             wall, cpu = time.perf_counter_ns(), time.process_time_ns()
@@ -679,7 +690,7 @@ async def _reauth_redis(args: argparse.Namespace, verified: Any) -> dict[str, An
                 "session_redis_cpu_us_median": statistics.median(cpus),
                 "session_redis_wall_us": min(walls),
                 "session_redis_wall_us_median": statistics.median(walls),
-                "redis_calls": calls}
+                "session_redis_calls": calls}
     finally:
         await store.aclose()
 

@@ -47,7 +47,8 @@ def build_store(settings: Settings, clock: Clock) -> Store:
     if scheme in ("redis", "rediss"):
         # Redis keeps time itself (native TTLs), so ``clock`` does not apply to it.
         return RedisStore(settings.store_url, prefix=settings.store_prefix,
-                          timeout=settings.store_timeout)
+                          timeout=settings.store_timeout,
+                          websocket_cache=settings.store_websocket_cache)
     raise ConfigError([
         f"store: option 'store.url' must be memory://, redis://… or rediss://… but it's "
         f"configured as '{scheme}://…'"

@@ -328,7 +328,7 @@ class WebSocketBridge:
         identity: Identity | None
         if auth.session_id is not None:
             try:
-                session = await sessions.load(auth.session_id)
+                session = await sessions.load(auth.session_id, cached=True)
             except StoreUnavailable:
                 return CLOSE_UNAUTHENTICATED
             if session is None:

@@ -7,7 +7,8 @@ value chosen here. Every level change (login, upgrade, elevation) moves the reco
 and deletes the old one in the same step, so the old cookie stops working at once.
 
 Every request with a cookie reads its record from the store (a logout or rotation on any
-replica counts at once), but the bytes read are mostly the same from one request to the next:
+replica counts at once; a WebSocket message reads the store's copy that Redis invalidates, see
+``Store.get_cached``), but the bytes read are mostly the same from one request to the next:
 ``last_seen`` is written back at most once a ``touch_interval``. So :class:`SessionManager`
 memoises the parsed record by those exact bytes (``json.loads`` + the dataclass cost ~4 µs, a
 lookup ~0.05 µs), and a record memoises the Identity it grants. Neither can go stale: a record
@@ -134,12 +135,17 @@ class SessionManager:
         self.clock = clock
         self._records: dict[bytes, SessionRecord] = {}  # see the module docstring
 
-    async def load(self, session_id: str) -> Session | None:
-        """The live session named by a cookie value, or None (unknown, idle or too old)."""
+    async def load(self, session_id: str, *, cached: bool = False) -> Session | None:
+        """The live session named by a cookie value, or None (unknown, idle or too old).
+
+        ``cached``: for a WebSocket's per-message re-check, read through the store's
+        invalidated local copy (``Store.get_cached``) instead of a round trip.
+        """
         if not 20 <= len(session_id) <= 128:
             return None
         key = session_key(session_id)
-        raw = await self.store.get(key)
+        store = self.store
+        raw = await (store.get_cached(key) if cached else store.get(key))
         if raw is None:
             return None
         records = self._records

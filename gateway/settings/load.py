@@ -149,6 +149,8 @@ def _build(
         store_url=values.get("store.url", defaults.store_url),
         store_prefix=values.get("store.prefix", defaults.store_prefix),
         store_timeout=values.get("store.timeout", defaults.store_timeout),
+        store_websocket_cache=values.get("store.websocket_cache",
+                                         defaults.store_websocket_cache),
         workers=values.get("workers", defaults.workers),
         idle_timeout=values.get("session.idle_timeout", defaults.idle_timeout),
         absolute_timeout=values.get("session.absolute_timeout", defaults.absolute_timeout),

@@ -92,6 +92,9 @@ class Settings:
     store_url: str = "memory://"
     store_prefix: str = "gw:"
     store_timeout: float = 0.5
+    # WebSocket re-checks read a local copy of the session that Redis invalidates
+    # (gateway.stores.resp_tracked); False: one GET per message.
+    store_websocket_cache: bool = True
     workers: int = 1
     idle_timeout: int = 30 * 60
     absolute_timeout: int = 24 * 60 * 60

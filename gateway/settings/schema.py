@@ -173,6 +173,7 @@ SCALARS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "store.url": ("a store URL: memory://, redis://… or rediss://…", store_url),
     "store.prefix": ("a key prefix like 'gw:'", nonempty_text),
     "store.timeout": ("a positive number of seconds", positive_float),
+    "store.websocket_cache": ("true or false", boolean),
     "workers": ("a positive integer (worker processes)", positive_int),
     "session.idle_timeout": ("a positive number of seconds", positive_int),
     "session.absolute_timeout": ("a positive number of seconds", positive_int),

@@ -40,6 +40,14 @@ class Store(Protocol):
     async def get(self, key: str) -> bytes | None:
         """The value, or None when absent or expired."""
 
+    async def get_cached(self, key: str) -> bytes | None:
+        """Like ``get``, but may answer from a local copy the backend keeps current.
+
+        For lookups repeated many times a second on the same key (a WebSocket's per-message
+        re-check). A backend without such a copy answers as ``get`` does; the Redis store's
+        copy is dropped by Redis's own invalidation messages (gateway.stores.resp_tracked).
+        """
+
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """Store ``value``; ``ttl`` in seconds (None = no expiry, for durable records)."""
 

@@ -59,6 +59,9 @@ class MemoryStore:
             return entry.value
         return self._durable.get(key)
 
+    # The store is the process's own memory: there is no copy to keep, get is already local.
+    get_cached = get
+
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         self._put(key, check_value(value), ttl)
 

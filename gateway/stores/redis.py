@@ -8,9 +8,13 @@ Expiry is Redis's own (``PX``, in milliseconds, so fractional seconds survive): 
 disappears on every replica at the same instant, and no gateway process has to sweep. Values go
 in and come out as bytes (``decode_responses`` stays off); set members are ids and are decoded.
 
-There is no in-process cache: every call is a round trip, so a logout or a rotation on one
-replica is seen by the very next request on any other. A session lookup costs one GET (well
-under a millisecond on a local network), which is cheap next to the forward itself.
+Every call is a round trip, so a logout or a rotation on one replica is seen by the very next
+request on any other. A session lookup costs one GET (well under a millisecond on a local
+network), which is cheap next to the forward itself. The one exception is ``get_cached``, the
+per-message re-check of a WebSocket (CONTRACT §7): it reads a local copy that Redis keeps
+current with invalidation messages (:mod:`gateway.stores.resp_tracked`, unless
+``websocket_cache`` is off), because there a GET per message would cost ten times the rest of
+the re-check.
 
 Two clients: ``get`` — the session lookup, on the path of every request that carries a cookie
 — goes through the lean pipelined client of :mod:`gateway.stores.resp`; every other operation
@@ -64,6 +68,7 @@ from redis.exceptions import RedisError, ResponseError
 from gateway.errors import StoreUnavailable
 from gateway.stores.base import check_ttl, check_value
 from gateway.stores.resp import RespClient
+from gateway.stores.resp_tracked import TrackedClient
 from gateway.stores.resp_wire import ReplyError, UnsupportedURL
 
 log = logging.getLogger("gateway.store")
@@ -111,7 +116,7 @@ class RedisStore:
 
     def __init__(
         self, url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = DEFAULT_TIMEOUT,
-        max_connections: int = MAX_CONNECTIONS,
+        max_connections: int = MAX_CONNECTIONS, websocket_cache: bool = True,
     ) -> None:
         self.prefix = prefix
         self.where = describe_url(url)
@@ -133,8 +138,12 @@ class RedisStore:
         self._incr = self._redis.register_script(_INCR)
         # The session GET's own client (module docstring); None when the URL needs redis-py.
         self._lean: RespClient | None
+        # get_cached's client (module docstring); None: get_cached is a plain get.
+        self._tracked: TrackedClient | None = None
         try:
             self._lean = RespClient(url, timeout=timeout)
+            if websocket_cache:
+                self._tracked = TrackedClient(url, timeout=timeout)
         except UnsupportedURL:
             self._lean = None
         self._down = False
@@ -182,6 +191,19 @@ class RedisStore:
         # on the way in (~1 µs): on the path of every request with a session cookie.
         try:
             found = await lean.get((self.prefix + key).encode())
+        except Exception:
+            with self._failures():
+                raise
+        if self._down:
+            self._report_up()
+        return found
+
+    async def get_cached(self, key: str) -> bytes | None:
+        tracked = self._tracked
+        if tracked is None:
+            return await self.get(key)
+        try:
+            found = await tracked.get_cached((self.prefix + key).encode())
         except Exception:
             with self._failures():
                 raise
@@ -252,5 +274,6 @@ class RedisStore:
             await self._redis.aclose()
         except (RedisError, OSError):
             pass
-        if self._lean is not None:
-            await self._lean.aclose()  # never raises: it only closes sockets
+        for client in (self._lean, self._tracked):
+            if client is not None:
+                await client.aclose()  # never raises: it only closes sockets

@@ -1,4 +1,4 @@
-"""A lean RESP2 client for the one Redis command on every request's path: the session GET.
+"""A lean RESP client for the one Redis command on every request's path: the session GET.
 
 Why it exists (bench/RESULTS.md, "gateway, session-cookie path on Redis"): redis-py spends
 ~68 µs of CPU per GET there — ``BlockingConnectionPool.get_connection`` with an
@@ -34,7 +34,9 @@ the password or a value.
 Three modules: the client and its sweeper here; one connection in
 :mod:`gateway.stores.resp_connection`; the wire format (URLs, with the URLs this client refuses
 as :class:`~gateway.stores.resp_wire.UnsupportedURL`, commands, replies and the error classes)
-in :mod:`gateway.stores.resp_wire`.
+in :mod:`gateway.stores.resp_wire`. :class:`~gateway.stores.resp_tracked.TrackedClient`, the
+WebSocket re-check's client-side cache, is a subclass of this client (the ``_push`` and
+``_on_tick`` hooks below are for it).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from functools import partial
 from typing import Final
 
 from gateway.stores.resp_connection import _Connection
-from gateway.stores.resp_wire import Endpoint, Reply, ReplyError, encode, parse_url
+from gateway.stores.resp_wire import Endpoint, Push, Reply, ReplyError, encode, parse_url
 from gateway.tasks import cancel_and_wait
 
 __all__ = ["RespClient"]
@@ -212,6 +214,12 @@ class RespClient:
     def _conn_lost(self, conn: _Connection) -> None:
         self._all.discard(conn)
 
+    def _push(self, conn: _Connection, push: Push) -> None:
+        """An out-of-band message: none is expected on a RESP2 connection, so it is dropped."""
+
+    def _on_tick(self, now: float) -> None:
+        """Called by the sweeper every tick while connections are open (a hook for subclasses)."""
+
     async def _sweep(self) -> None:
         """Fail connections whose outstanding replies made no progress within the timeout.
 
@@ -225,7 +233,9 @@ class RespClient:
         try:
             while conns:
                 await asyncio.sleep(self._tick)
-                limit = loop.time() - timeout
+                now = loop.time()
+                self._on_tick(now)
+                limit = now - timeout
                 for conn in [c for c in conns if c.pending and c.progress <= limit]:
                     conn.fail(TimeoutError("redis did not answer in time"))
         finally:

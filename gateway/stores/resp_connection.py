@@ -7,10 +7,11 @@ connections, picks one per command and runs the sweeper that times them out; thi
 one socket and the matching of replies to waiters. It knows its client only through
 :class:`ConnectionOwner`, so neither module imports the other's.
 
-A failure of the link (lost, closed, bytes that are not RESP2) fails every outstanding command
+A failure of the link (lost, closed, bytes that are not RESP) fails every outstanding command
 with a :class:`ConnectionError`, as the client's sweeper does with a :class:`TimeoutError`, and
 aborts the connection; an error reply (:class:`~gateway.stores.resp_wire.ReplyError`) fails
-only its own command.
+only its own command. A RESP3 push (an invalidation message on a tracking connection) answers
+no command: it goes to the owner's ``_push``, in stream order with the replies around it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 from collections import deque
 from typing import Protocol
 
-from gateway.stores.resp_wire import _INCOMPLETE, Reply, ReplyError, _parse
+from gateway.stores.resp_wire import _INCOMPLETE, Push, Reply, ReplyError, _parse
 
 
 class ConnectionOwner(Protocol):
@@ -30,13 +31,14 @@ class ConnectionOwner(Protocol):
 
     def _conn_closing(self, conn: _Connection) -> None: ...
     def _conn_lost(self, conn: _Connection) -> None: ...
+    def _push(self, conn: _Connection, push: Push) -> None: ...
 
 
 class _Connection(asyncio.Protocol):
     """One connection: pipelined commands out, replies matched to waiters in order."""
 
     __slots__ = ("_loop", "_lost", "_need", "_out", "_owner", "_rest", "_rest_size", "closed",
-                 "epoch", "lost_waiter", "pending", "progress", "transport")
+                 "epoch", "heard", "lost_waiter", "pending", "progress", "transport")
 
     def __init__(self, owner: ConnectionOwner, loop: asyncio.AbstractEventLoop) -> None:
         self._owner = owner
@@ -51,6 +53,7 @@ class _Connection(asyncio.Protocol):
         self._rest_size = 0
         self._need = 0
         self.progress = 0.0  # loop.time() of the last progress while replies are outstanding
+        self.heard = loop.time()  # loop.time() of the last bytes from Redis
         self.closed = False
         self._lost = False
         self.lost_waiter: asyncio.Future[None] = loop.create_future()
@@ -91,7 +94,7 @@ class _Connection(asyncio.Protocol):
         self._owner._all.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self.progress = self._loop.time()
+        self.progress = self.heard = self._loop.time()
         rest = self._rest
         if rest:
             rest.append(data)
@@ -112,6 +115,9 @@ class _Connection(asyncio.Protocol):
                     self._need = end - pos if end else 0
                     return
                 pos = end
+                if reply.__class__ is Push:
+                    self._owner._push(self, reply)
+                    continue
                 future = pending.popleft()  # IndexError: a reply nobody asked for
                 if future.done():
                     continue  # its caller was cancelled; the reply is dropped in order
@@ -120,7 +126,7 @@ class _Connection(asyncio.Protocol):
                 else:
                     future.set_result(reply)  # type: ignore[arg-type]
         except (ValueError, IndexError) as exc:
-            self.fail(ConnectionError("redis sent bytes that are not a RESP2 reply"), exc)
+            self.fail(ConnectionError("redis sent bytes that are not a RESP reply"), exc)
 
     def eof_received(self) -> bool | None:
         self.fail(ConnectionError("redis closed the connection"))

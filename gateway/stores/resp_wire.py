@@ -1,4 +1,4 @@
-"""The RESP2 wire format for :mod:`gateway.stores.resp`: URLs, commands out, replies in.
+"""The RESP wire format for :mod:`gateway.stores.resp`: URLs, commands out, replies in.
 
 Pure functions and data, no I/O: :func:`parse_url` reads a Redis URL the way redis-py does,
 :func:`encode` turns a command into bytes, and :func:`_parse` reads one reply out of received
@@ -10,6 +10,11 @@ the gateway.
 URLs: ``redis://[[user]:password@]host[:port][/db]`` and ``unix://[[user]:password@]/path?db=N``.
 ``rediss://`` (TLS) and any other query option are refused with :class:`UnsupportedURL`, so
 that such a store keeps using redis-py, which understands all of them.
+
+Replies: RESP2, plus the RESP3 types a connection that said ``HELLO 3`` receives
+(:mod:`gateway.stores.resp_tracked` does, for invalidation messages): null, map (read as a
+flat list), set, boolean, double, big number, verbatim string, blob error, and the out-of-band
+push (:class:`Push`), which answers no command and so must never be matched to a waiter.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final, TypeAlias
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["Endpoint", "Reply", "ReplyError", "UnsupportedURL", "encode", "parse_url"]
+__all__ = ["Endpoint", "Push", "Reply", "ReplyError", "UnsupportedURL", "encode", "parse_url"]
 
 # A reply: bulk string (bytes), nil (None), integer, simple string (bytes), array.
 Reply: TypeAlias = "bytes | int | list[Reply] | None"
@@ -28,6 +33,10 @@ _INCOMPLETE: Final = object()
 
 class UnsupportedURL(ValueError):
     """The URL needs something this client does not do (TLS, options): use redis-py."""
+
+
+class Push(list):  # type: ignore[type-arg]
+    """A RESP3 push (``>``): an out-of-band message such as ``["invalidate", [key, …]]``."""
 
 
 class ReplyError(Exception):
@@ -88,7 +97,7 @@ def encode(*args: bytes) -> bytes:
 def _parse(buf: bytes, pos: int) -> tuple[object, int]:
     """One reply starting at ``pos``: (reply, end), or (_INCOMPLETE, bytes needed or 0).
 
-    Raises ValueError on bytes that are not RESP2.
+    Raises ValueError on bytes that are not RESP.
     """
     end = buf.find(b"\r\n", pos)
     if end < 0:
@@ -109,11 +118,13 @@ def _parse(buf: bytes, pos: int) -> tuple[object, int]:
         return int(buf[pos + 1:end]), end + 2
     if kind == 45:  # - error
         return ReplyError(buf[pos + 1:end].decode("utf-8", "replace")), end + 2
-    if kind == 42:  # * array
+    if kind in _AGGREGATES:  # * array, > push, ~ set, % map (key, value, key, value …)
         count = int(buf[pos + 1:end])
         if count < 0:
             return None, end + 2
-        items: list[object] = []
+        if kind == 37:
+            count *= 2
+        items: list[object] = Push() if kind == 62 else []
         pos = end + 2
         for _ in range(count):
             item, pos = _parse(buf, pos)
@@ -121,4 +132,24 @@ def _parse(buf: bytes, pos: int) -> tuple[object, int]:
                 return _INCOMPLETE, pos
             items.append(item)
         return items, pos
-    raise ValueError("not a RESP2 reply")
+    if kind == 95:  # _ null (RESP3)
+        return None, end + 2
+    if kind == 35:  # # boolean (RESP3)
+        return int(buf[pos + 1:end] == b"t"), end + 2
+    if kind == 40:  # ( big number (RESP3)
+        return int(buf[pos + 1:end]), end + 2
+    if kind == 44:  # , double (RESP3): kept as its text, nothing here computes with it
+        return buf[pos + 1:end], end + 2
+    if kind in (61, 33):  # = verbatim string, ! blob error (RESP3): sized like $
+        size = int(buf[pos + 1:end])
+        start = end + 2
+        stop = start + size
+        if len(buf) < stop + 2:
+            return _INCOMPLETE, stop + 2
+        if kind == 33:
+            return ReplyError(buf[start:stop].decode("utf-8", "replace")), stop + 2
+        return buf[start + 4:stop], stop + 2  # without the "txt:" format prefix
+    raise ValueError("not a RESP reply")
+
+
+_AGGREGATES: Final = frozenset(b"*>~%")

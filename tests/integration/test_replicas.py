@@ -8,12 +8,16 @@ request on the other, and the attempt limit holds across both under concurrency.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import gateway_env
 from tests.security.jwt_cases import AttackKeys, valid_token
@@ -21,6 +25,7 @@ from tests.support.delivery import Inbox, running_receivers
 from tests.support.procs import Gateway, Recorder, start_gateway, stop
 from tests.support.redis import RedisTarget
 from tests.support.stack import (
+    COOKIE,
     OTP_HASH_ENV,
     cookie_of,
     otp_config,
@@ -103,6 +108,35 @@ def test_logout_through_a_is_refused_on_b_at_once(
     gone = httpx.get(f"{b.url}/auth/session", headers=with_cookie(cookie))
     assert gone.status_code == 401 and gone.json()["error"] == "session_missing"
     assert recorder.requests() == []
+
+
+def test_logout_through_a_closes_a_socket_on_b_at_its_next_message(
+    pair: Pair, recorder: Recorder
+) -> None:
+    """B re-checks each message against its invalidated copy of the session (Redis tracking)."""
+    a, b, _ = pair
+    cookie = cookie_of(httpx.post(f"{a.url}/anon/chat", json={"m": 1}))
+    tag = f"t={uuid.uuid4().hex}"
+
+    async def talk() -> int | None:
+        url = f"ws://127.0.0.1:{b.port}/ws/anon?{tag}"
+        headers = {"Cookie": f"{COOKIE}={cookie}", "Origin": b.url}
+        async with connect(url, additional_headers=headers) as ws:
+            for text in ("one", "two", "three"):  # the first reads Redis, the others the copy
+                await ws.send(json.dumps({"text": text}))
+                await ws.recv()
+            async with httpx.AsyncClient() as http:
+                logout = await http.delete(f"{a.url}/auth/session", headers=with_cookie(cookie))
+                assert logout.status_code == 204
+            await ws.send(json.dumps({"text": "after"}))
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            return ws.close_code
+
+    assert asyncio.run(talk()) == 4401
+    texts = [json.loads(e["text"])["text"] for e in recorder.ws_events()
+             if e.get("query") == tag and e["ws"] == "frame"]
+    assert texts == ["one", "two", "three"]
 
 
 def _evaluations(gateways: tuple[Gateway, ...]) -> int:

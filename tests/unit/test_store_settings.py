@@ -46,6 +46,22 @@ def test_redis_options_from_the_environment() -> None:
     asyncio.run(store.aclose())
 
 
+def test_websocket_cache_is_on_by_default_and_can_be_turned_off() -> None:
+    url = "redis://127.0.0.1:6379/0"
+    on = build_store(load_settings(environ={"GATEWAY_STORE_URL": url}), time.time)
+    off = build_store(load_settings(environ={"GATEWAY_STORE_URL": url,
+                                             "GATEWAY_STORE_WEBSOCKET_CACHE": "false"}),
+                      time.time)
+    assert isinstance(on, RedisStore) and isinstance(off, RedisStore)
+    assert on._tracked is not None and off._tracked is None
+    assert errors_of(None, {"GATEWAY_STORE_WEBSOCKET_CACHE": "sometimes"}) == [
+        "GATEWAY_STORE_WEBSOCKET_CACHE: option 'store.websocket_cache' must be true or false "
+        "but it's configured as 'sometimes'"
+    ]
+    asyncio.run(on.aclose())
+    asyncio.run(off.aclose())
+
+
 def test_memory_store_refuses_several_workers(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text("workers: 3\n")
