@@ -19,7 +19,13 @@ import redis
 from gateway.errors import StoreUnavailable
 from gateway.stores.redis import RedisStore
 from gateway.stores.resp_tracked import TrackedClient
-from tests.stores.test_resp_client import FakeRedis, prefix, read_command, sync_redis
+from tests.stores.test_resp_client import (
+    FakeRedis,
+    Handler,
+    prefix,
+    read_command,
+    sync_redis,
+)
 from tests.support.procs import free_port
 from tests.support.redis import RedisTarget
 
@@ -196,15 +202,15 @@ def test_an_invalidation_read_with_its_reply_is_not_undone() -> None:
     asyncio.run(scenario())
 
 
-def test_a_silent_redis_is_not_trusted_beyond_the_timeout() -> None:
-    """A link that stops answering (a partition) must not keep a logged-out session alive."""
-    silence = asyncio.Event()
+def until_silenced(silence: asyncio.Event) -> Handler:
+    """A Redis that answers HELLO, GET (``record``), PING and the rest until ``silence``, then
+    reads every command and answers none (a partition, a stalled server)."""
 
-    async def serve(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    async def serve(_n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                     ) -> None:
         while (command := await read_command(reader)) is not None:
             if silence.is_set():
-                continue  # reads, never answers: neither PINGs nor GETs
+                continue
             if command[0] == b"HELLO":
                 writer.write(HELLO_REPLY)
             elif command[0] == b"GET":
@@ -212,6 +218,14 @@ def test_a_silent_redis_is_not_trusted_beyond_the_timeout() -> None:
             else:
                 writer.write(b"+PONG\r\n" if command[0] == b"PING" else b"+OK\r\n")
             await writer.drain()
+
+    return serve
+
+
+def test_a_silent_redis_is_not_trusted_beyond_the_timeout() -> None:
+    """A link that stops answering (a partition) must not keep a logged-out session alive."""
+    silence = asyncio.Event()
+    serve = until_silenced(silence)
 
     async def scenario() -> None:
         async with FakeRedis(serve) as fake, tracked(fake.url, timeout=0.2) as client:
@@ -234,15 +248,7 @@ def test_a_silent_redis_is_not_trusted_beyond_the_timeout() -> None:
 def test_without_news_from_redis_the_copy_is_not_trusted() -> None:
     """Trust needs Redis heard from within the timeout, whether or not the sweeper runs."""
     silence = asyncio.Event()
-
-    async def serve(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-                    ) -> None:
-        while (command := await read_command(reader)) is not None:
-            if silence.is_set():
-                continue
-            writer.write(HELLO_REPLY if command[0] == b"HELLO" else
-                         b"$6\r\nrecord\r\n" if command[0] == b"GET" else b"+OK\r\n")
-            await writer.drain()
+    serve = until_silenced(silence)
 
     async def scenario() -> None:
         async with FakeRedis(serve) as fake, tracked(fake.url, timeout=0.2) as client:
