@@ -594,7 +594,7 @@ async def _time_calls(call: Any, calls: int, repeats: int) -> list[float]:
 
 async def _reauth(args: argparse.Namespace) -> dict[str, Any]:
     from gateway.app import create_app
-    from gateway.forward.websocket import SocketAuth
+    from gateway.forward.websocket_handshake import SocketAuth
     from gateway.identity.model import Identity
     from gateway.settings import load_settings
 
@@ -651,7 +651,7 @@ async def _reauth_redis(args: argparse.Namespace, verified: Any) -> dict[str, An
 
 async def _reauth_redis_store(args: argparse.Namespace, cached: bool) -> dict[str, Any]:
     from gateway.app import create_app
-    from gateway.forward.websocket import SocketAuth
+    from gateway.forward.websocket_handshake import SocketAuth
     from gateway.settings import load_settings
     from gateway.stores.redis import RedisStore
 

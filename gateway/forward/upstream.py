@@ -25,7 +25,8 @@ from functools import partial
 from typing import Final
 
 from gateway.errors import BadRequest, UpstreamUnavailable
-from gateway.forward.upstream_protocol import IDLE, UpstreamConnection
+from gateway.forward.upstream_lifecycle import IDLE
+from gateway.forward.upstream_protocol import UpstreamConnection
 from gateway.forward.upstream_response import UpstreamResponse
 from gateway.tasks import cancel_and_wait
 

@@ -1,18 +1,15 @@
-"""One keep-alive HTTP/1.1 connection to the upstream: the wire, its framing and its states.
+"""One keep-alive HTTP/1.1 connection to the upstream: the exchange on the wire and its framing.
 
-:class:`UpstreamConnection` is an ``asyncio.Protocol`` that feeds every byte it receives to an
-``httptools.HttpResponseParser`` and turns the parser's callbacks into an
-:class:`~gateway.forward.upstream_response.UpstreamResponse`, the stream the caller reads the
-body from (:mod:`gateway.forward.upstream_response`). The pool in :mod:`gateway.forward.upstream`
-owns connections, picks one per request and enforces deadlines; this module owns the wire and
-its framing rules.
-
-A connection is in exactly one state:
-
-* ``IDLE``    parked in the pool (or not yet lent out); any byte arriving now is a protocol error.
-* ``WAITING`` a request is being written and/or its response head is awaited.
-* ``BODY``    the final response head arrived; the body streams into the response object.
-* ``CLOSED``  unusable; the transport is closing or gone.
+:class:`UpstreamConnection` is an ``asyncio.Protocol`` that writes one request at a time, feeds
+every byte it receives to an ``httptools.HttpResponseParser`` and turns the parser's callbacks
+into an :class:`~gateway.forward.upstream_response.UpstreamResponse`, the stream the caller
+reads the body from (:mod:`gateway.forward.upstream_response`). The pool in
+:mod:`gateway.forward.upstream` owns connections, picks one per request and enforces deadlines;
+this module owns the wire and its framing rules (HEAD, 204 and 304 have no body; chunked;
+Content-Length). The connection's states (IDLE, WAITING, BODY, CLOSED) and the transitions
+that end an exchange (finish, fail, expire, close, and connection lost, which also ends a body
+delimited by the close) are in its base class,
+:class:`~gateway.forward.upstream_lifecycle.ConnectionLifecycle`.
 
 Every failure becomes a :class:`~gateway.errors.UpstreamUnavailable` or
 :class:`~gateway.errors.UpstreamTimeout` here, so no ``OSError`` or parser error reaches callers.
@@ -22,19 +19,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Final, Protocol
+from typing import Final
 
 import httptools
 
-from gateway.errors import BadRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import BadRequest, UpstreamUnavailable
+from gateway.forward.upstream_lifecycle import (
+    BODY,
+    IDLE,
+    INF,
+    WAITING,
+    ConnectionLifecycle,
+    ConnectionOwner,
+)
 from gateway.forward.upstream_response import UpstreamResponse
-
-IDLE: Final = 0
-WAITING: Final = 1
-BODY: Final = 2
-CLOSED: Final = 3
-
-INF: Final = float("inf")
 
 # Above this many buffered, unread response bytes the socket stops being read, so a slow
 # client makes the upstream wait instead of making the gateway's memory grow. ``read()`` hands
@@ -46,80 +44,32 @@ HIGH_WATER: Final = 256 * 1024
 _COALESCE_LIMIT: Final = 64 * 1024
 
 
-class ConnectionOwner(Protocol):
-    """What a connection needs from its pool."""
-
-    def _conn_made(self, conn: UpstreamConnection) -> None: ...
-    def _conn_idle(self, conn: UpstreamConnection) -> None: ...
-    def _conn_closing(self, conn: UpstreamConnection) -> None: ...
-    def _conn_lost(self, conn: UpstreamConnection) -> None: ...
-
-
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(ConnectionLifecycle):
     """One TCP connection to the upstream; serves one request at a time, no pipelining."""
 
     __slots__ = (
-        "_body_timeout",
-        "_chunked",
-        "_content_length",
-        "_drain_waiter",
-        "_got_bytes",
-        "_head_waiter",
         "_headers",
         "_is_head",
-        "_loop",
-        "_lost",
-        "_owner",
         "_parser",
         "_read_timeout",
-        "_reading_paused",
-        "_response",
-        "_reuse",
-        "_sending",
         "_write_paused",
-        "deadline",
-        "error",
         "keep_alive_hint",
-        "retryable",
-        "reused",
-        "state",
-        "transport",
     )
 
     def __init__(
         self,
-        owner: ConnectionOwner,
+        owner: ConnectionOwner[UpstreamConnection],
         loop: asyncio.AbstractEventLoop,
         read_timeout: float,
         body_timeout: float | None,
     ) -> None:
-        self._owner = owner
-        self._loop = loop
+        super().__init__(owner, loop, body_timeout)
         self._read_timeout = read_timeout
-        # ``inf`` rather than None keeps the hot path free of a branch: now + inf never expires.
-        self._body_timeout = INF if body_timeout is None else body_timeout
         self._parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set on connect
-        self.state: int = IDLE
-        # The pool's sweeper closes or fails this connection once loop.time() passes it.
-        self.deadline = INF
-        self.error: UpstreamError | None = None
-        self.reused = False
-        self.retryable = False
         self.keep_alive_hint: float | None = None
-        self._lost = False
-        self._got_bytes = False
         self._is_head = False
-        self._reuse = True
-        self._sending = False
         self._write_paused = False
-        self._reading_paused = False
-        self._head_waiter: asyncio.Future[UpstreamResponse] | None = None
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._response: UpstreamResponse | None = None
         self._headers: list[tuple[bytes, bytes]] = []
-        self._content_length: int | None = None
-        self._chunked = False
 
     # -- the request side -------------------------------------------------------------------
 
@@ -227,16 +177,14 @@ class UpstreamConnection(asyncio.Protocol):
             if self.state == WAITING:
                 self.deadline = INF
 
-    def _wake_drain(self) -> None:
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def pause_writing(self) -> None:
+        self._write_paused = True
 
-    # -- asyncio.Protocol --------------------------------------------------------------------
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drain()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self._owner._conn_made(self)
+    # -- the response side ------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         state = self.state
@@ -255,47 +203,6 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamUnavailable(reason="unexpected_upgrade"), exc)
         except httptools.HttpParserError as exc:
             self._fail(UpstreamUnavailable(reason="malformed_response"), exc)
-
-    def eof_received(self) -> bool | None:
-        if self.state == IDLE:
-            # Leave the idle stack now rather than when connection_lost runs a loop iteration
-            # later, so no request is written to a connection the upstream already closed.
-            self.close()
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        state = self.state
-        if state == WAITING:
-            # Nothing of the response arrived on a connection that served a request before: the
-            # upstream most likely closed it as idle just as we wrote, so the request was not
-            # processed and the pool may replay it (idempotent, replayable requests only).
-            self.retryable = self.reused and not self._got_bytes
-            reason = "closed_mid_head" if self._got_bytes else "closed_before_response"
-            self._fail(UpstreamUnavailable(reason=reason), exc)
-        elif state == BODY:
-            response = self._response
-            if (
-                exc is None
-                and response is not None
-                and self._content_length is None
-                and (not self._chunked and response.has_body)
-            ):
-                # No Content-Length and not chunked: the body is delimited by the close itself.
-                self._reuse = False
-                self._finish()
-            else:
-                self._fail(UpstreamUnavailable(reason="closed_mid_body"), exc)
-        self.close()
-        self._wake_drain()
-        self._owner._conn_lost(self)
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        self._wake_drain()
 
     # -- httptools callbacks (looked up by name when the parser is created) -------------------
 
@@ -371,86 +278,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self.state == BODY:
             self._finish()
         # Otherwise: the end of an interim 1xx response, or of a HEAD response's phantom body.
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def _finish(self) -> None:
-        """The final response is complete: hand the connection back the moment it is free."""
-        response = self._response
-        if response is not None:
-            response._eof = True
-            response._conn = None
-            response._wake()
-        self._response = None
-        self._head_waiter = None
-        if not self._reuse or self._sending:
-            self.close()
-            return
-        self.state = IDLE
-        self.reused = True
-        if self._reading_paused:
-            self._resume_reading()
-        self._owner._conn_idle(self)
-
-    def _resume_reading(self) -> None:
-        self._reading_paused = False
-        # Time spent paused was the consumer's, not the upstream's: restart the stall clock.
-        if self.state == BODY:
-            self.deadline = self._loop.time() + self._body_timeout
-        if not self._lost:
-            self.transport.resume_reading()
-
-    def _fail(self, error: UpstreamError, cause: BaseException | None = None) -> None:
-        """End whatever is in flight with ``error`` and abort the connection."""
-        if self.state == CLOSED:
-            return
-        if cause is not None:
-            error.__cause__ = cause
-        self.error = error
-        waiter = self._head_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
-        response = self._response
-        if response is not None:
-            self._response = None
-            response._error = error
-            response._conn = None
-            response._wake()
-        self.close(abort=True)
-
-    def expire(self) -> None:
-        """Called by the pool's sweeper once ``deadline`` has passed."""
-        state = self.state
-        if state == WAITING:
-            reason = "write_timeout" if self._sending else "read_timeout"
-            self._fail(UpstreamTimeout(reason=reason))
-        elif state == BODY:
-            self._fail(UpstreamTimeout(reason="body_timeout"))
-        else:
-            self.close()
-
-    def close(self, abort: bool = False) -> None:
-        """Make the connection unusable and close it; idempotent."""
-        if self.state == CLOSED:
-            return
-        waiter = self._head_waiter
-        if self._response is not None or (waiter is not None and not waiter.done()):
-            # Someone still waits on this connection: they must get an error, not hang.
-            self._fail(UpstreamUnavailable(reason="connection_closed"))
-            return
-        self.state = CLOSED
-        self.deadline = INF
-        self._owner._conn_closing(self)
-        self._wake_drain()
-        if self._lost:
-            return
-        transport = self.transport
-        # A graceful close would first flush unsent request bytes to an upstream that may never
-        # read them; abort instead, so no half-closed transport lingers.
-        if abort or transport.get_write_buffer_size():
-            transport.abort()
-        else:
-            transport.close()
 
 
 def _keep_alive_timeout(value: bytes) -> float | None:

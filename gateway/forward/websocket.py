@@ -6,6 +6,10 @@ token's expiry): logged out or idle → close 4401, level no longer met → clos
 message never reaches the backend. ``body_user_id`` pointers are overwritten in JSON text frames
 as they are in HTTP bodies.
 
+Whether a socket may open at all (policy, credentials, Origin) is decided in
+:mod:`gateway.forward.websocket_handshake`; this module refuses or accepts the upgrade with that
+answer, then relays.
+
 The backend side is a ``websockets`` client (it ships with ``uvicorn[standard]``); flow control
 is the libraries' own: each side's send is awaited before the next message is read, so a slow
 peer stalls its sender instead of growing a queue.
@@ -19,29 +23,20 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from gateway.errors import (
-    BadRequest,
-    Forbidden,
-    GatewayError,
-    IdentityError,
-    OriginForbidden,
-    StoreUnavailable,
-    SubjectMismatch,
-    render,
-)
+from gateway.errors import BadRequest, GatewayError, StoreUnavailable, render
+from gateway.forward.websocket_handshake import BEARER, SocketAuth, SocketHandshake
 from gateway.identity.model import Identity
-from gateway.identity.resolver import Resolver, read_credentials
+from gateway.identity.resolver import Resolver
 from gateway.observe import RequestLog
 from gateway.policy.decide import decide
 from gateway.policy.model import PolicySet, Rule
-from gateway.policy.paths import canonical_path, encode_path
+from gateway.policy.paths import encode_path
 from gateway.rewrite.body import load_object, remove_pointers, set_pointers
 from gateway.rewrite.headers import HeaderRewriter
 
@@ -52,7 +47,6 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 CLOSE_BACKEND_DOWN = 1011
-BEARER = "bearer"
 # Handshake headers the backend connection sets itself.
 _WS_OWN = frozenset(
     {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
@@ -60,20 +54,7 @@ _WS_OWN = frozenset(
 )
 
 
-@dataclass(slots=True)
-class SocketAuth:
-    """How the handshake was authenticated, so each message can be re-checked the same way.
-
-    ``identity`` is None only on a ``public`` route reached without credentials.
-    """
-
-    identity: Identity | None
-    session_key: str | None
-    session_id: str | None
-    token_expires_at: float | None
-
-
-class WebSocketBridge:
+class WebSocketBridge(SocketHandshake):
     def __init__(
         self,
         *,
@@ -123,92 +104,6 @@ class WebSocketBridge:
     def _log(self, record: dict[str, Any], started: float) -> None:
         record["ms"] = round((time.perf_counter() - started) * 1000, 3)
         self.request_log.emit(record)
-
-    async def _handshake(
-        self, scope: dict[str, Any], headers: list[tuple[bytes, bytes]], record: dict[str, Any]
-    ) -> tuple[Rule | None, SocketAuth, list[str], bytes | None]:
-        path = canonical_path(scope.get("raw_path") or scope["path"].encode("latin-1"))
-        record["path"] = scope["gateway.path"] = path
-        if path == "/auth" or path.startswith("/auth/"):
-            raise Forbidden("WebSocket handshakes to /auth are not allowed.")
-        policies = self._policies()
-        rule = policies.match("GET", path, True)
-        record["rule"] = rule.name if rule is not None else None
-        require = rule.require if rule is not None else policies.default
-        if require == "deny":
-            raise Forbidden()
-        offered: list[str] = list(scope.get("subprotocols") or [])
-        token = None
-        if len(offered) >= 2 and offered[0].lower() == BEARER:
-            # Browsers cannot set headers on a WebSocket, so the token rides in the subprotocol
-            # list as the pair ``bearer, <jwt>``; both entries are removed before forwarding.
-            token = offered[1]
-            offered = offered[2:]
-        credentials = read_credentials(headers)
-        auth_header = credentials.authorization
-        if token is not None:
-            auth_header = b"Bearer " + token.encode("latin-1")
-        sessions = self.resolver.sessions
-        cookie = sessions.cookie_value(headers)
-        session = await sessions.load(cookie) if cookie else None
-        set_cookie = None
-        identity: Identity | None = None
-        token_expires: float | None = None
-        if auth_header is not None:
-            result = await self.resolver.verify_bearer(auth_header)
-            if isinstance(result, IdentityError):
-                if require != "public":
-                    raise result
-            else:
-                identity, token_expires = result, result.expires_at
-                bound = session.record.bound_user if session is not None else None
-                if bound is not None and bound != result.user_id:
-                    raise SubjectMismatch()
-                if session is not None and bound is not None:
-                    # The same user's session: it carries the elevation, if any.
-                    identity = session.record.identity(sessions.clock(),
-                                                       sessions.settings.absolute_timeout)
-                    identity = _with_token_details(identity, result)
-                else:
-                    # An anonymous cookie next to a token: the socket rides on the token, and
-                    # its messages are re-checked against the token's expiry.
-                    session = None
-        elif session is not None:
-            self._check_origin(credentials.origin, credentials.host, scope)
-            identity = session.record.identity(sessions.clock(),
-                                               sessions.settings.absolute_timeout)
-        elif require == "anonymous":
-            self._check_origin(credentials.origin, credentials.host, scope)
-            session = await sessions.create(await sessions.new_record())
-            set_cookie = sessions.cookie(session)
-            identity = session.record.identity(sessions.clock(),
-                                               sessions.settings.absolute_timeout)
-        if require != "public":
-            decision = decide(require, identity.level if identity is not None else None)
-            if not decision.allowed:
-                assert decision.error is not None  # noqa: S101 - refusals carry their error
-                raise decision.error()
-        return rule, SocketAuth(
-            identity=identity,
-            session_key=session.key if session is not None else None,
-            session_id=session.id if session is not None else None,
-            token_expires_at=token_expires if session is None else None,
-        ), offered, set_cookie
-
-    def _check_origin(self, origin: bytes | None, host: bytes | None,
-                      scope: dict[str, Any]) -> None:
-        """Cookie handshakes need an Origin from the exact allow-list (or the gateway's own).
-
-        A page on another site can open a WebSocket to us and the browser attaches our cookie;
-        SameSite does not cover that, the Origin header does.
-        """
-        if origin is None:
-            raise OriginForbidden("A cookie-authenticated WebSocket needs an Origin header.")
-        text = origin.decode("latin-1")
-        scheme = "https" if scope.get("scheme") == "wss" else "http"
-        own = f"{scheme}://{host.decode('latin-1')}" if host else None
-        if text != own and text not in self.allowed_origins:
-            raise OriginForbidden()
 
     async def _bridge(
         self,
@@ -366,10 +261,6 @@ def _forwardable(code: int) -> bool:
     return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011) or 3000 <= code < 5000
 
 
-def _with_token_details(identity: Identity, token: Identity) -> Identity:
-    return replace(identity, email=token.email, name=token.name)
-
-
 async def _refuse(scope: dict[str, Any], send: Any, error: GatewayError) -> None:
     """Refuse before the upgrade: with the error's JSON body where the server supports it."""
     if "websocket.http.response" in (scope.get("extensions") or {}):
@@ -379,4 +270,3 @@ async def _refuse(scope: dict[str, Any], send: Any, error: GatewayError) -> None
         await send({"type": "websocket.http.response.body", "body": body})
         return
     await send({"type": "websocket.close", "code": CLOSE_POLICY})
-

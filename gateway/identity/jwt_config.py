@@ -69,7 +69,7 @@ def check_jwt_settings(settings: JWTSettings) -> list[str]:
     """Every structural problem in ``settings``, one message each (empty when fine).
 
     Key material itself (PEM parsing, curve, RSA size) is checked where it is loaded, in
-    :mod:`gateway.identity.jwt`. Messages name the setting and never contain a secret.
+    :mod:`gateway.identity.jwt_keyring`. Messages name the setting and never contain a secret.
     """
     errors: list[str] = []
     for name, value in (
