@@ -75,6 +75,8 @@ class GatewayApp:
         self.http_client = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
         self.verifier = JWTVerifier(settings.jwt, http_client=self.http_client, clock=clock)
         self.store = store if store is not None else build_store(settings, clock)
+        if isinstance(self.store, RedisStore) and self.store.websocket_cache is not None:
+            self.metrics.watch_session_cache(self.store.websocket_cache)
         self.sessions = SessionManager(
             self.store,
             SessionSettings(

@@ -20,10 +20,15 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 # Request log decisions → metric label; "shadow" means a shadow rule would have refused.
@@ -113,6 +118,46 @@ class RequestMetrics(Collector):
             "Backend latency: request sent until the response head arrived.")
 
 
+class CacheStats(Protocol):
+    """What a local cache tells about itself (``TrackedClient``, the WebSocket session copy)."""
+
+    hits: int
+    misses: int
+
+    def cached(self) -> int: ...
+
+
+class SessionCacheMetrics(Collector):
+    """The WebSocket re-check's session copy (Redis store, ``store.websocket_cache``).
+
+    Read from the cache's own counters at scrape time: nothing is added to the re-check.
+    """
+
+    def __init__(self, stats: CacheStats) -> None:
+        self.stats = stats
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def _families(self) -> Iterator[Metric]:
+        stats = self.stats
+        yield CounterMetricFamily(
+            "gateway_websocket_session_cache_hits",
+            "WebSocket re-checks answered from the session copy Redis vouches for.",
+            value=stats.hits)
+        yield CounterMetricFamily(
+            "gateway_websocket_session_cache_misses",
+            "WebSocket re-checks that read Redis: no copy, a copy invalidated, or a link to "
+            "Redis not heard from within the store timeout.",
+            value=stats.misses)
+        yield GaugeMetricFamily(
+            "gateway_websocket_session_cache_entries",
+            "Session records held in the copy.", value=stats.cached())
+
+
 class Metrics:
     """Every metric of one app, registered in its own :class:`CollectorRegistry`."""
 
@@ -154,6 +199,10 @@ class Metrics:
                                 (self.policy_reloads, ("ok", "failed"))):
             for value in values:
                 counter.labels(value)
+
+    def watch_session_cache(self, stats: CacheStats) -> None:
+        """Export the WebSocket session copy's counters (only where the store keeps one)."""
+        self.registry.register(SessionCacheMetrics(stats))
 
     def jwt_failure(self, reason: str | None) -> None:
         self._jwt.labels(reason if reason in JWT_REASONS else "other").inc()

@@ -189,6 +189,11 @@ class RedisStore:
             return _bytes(value)
         return await self._translated(lean.get((self.prefix + key).encode()))
 
+    @property
+    def websocket_cache(self) -> TrackedClient | None:
+        """The client holding the WebSocket re-check's session copy; None when there is none."""
+        return self._tracked
+
     async def get_cached(self, key: str) -> bytes | None:
         tracked = self._tracked
         if tracked is None:

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.conftest import gateway_env
 from tests.security.jwt_cases import AttackKeys, valid_token
 from tests.support.delivery import Inbox, running_receivers
+from tests.support.ops import sample
 from tests.support.procs import Gateway, Recorder, start_gateway, stop
 from tests.support.redis import RedisTarget
 from tests.support.stack import (
@@ -118,6 +119,8 @@ def test_logout_through_a_closes_a_socket_on_b_at_its_next_message(
     cookie = cookie_of(httpx.post(f"{a.url}/anon/chat", json={"m": 1}))
     tag = f"t={uuid.uuid4().hex}"
 
+    before = _cache_metrics(b)
+
     async def talk() -> int | None:
         url = f"ws://127.0.0.1:{b.port}/ws/anon?{tag}"
         headers = {"Cookie": f"{COOKIE}={cookie}", "Origin": b.url}
@@ -126,6 +129,8 @@ def test_logout_through_a_closes_a_socket_on_b_at_its_next_message(
                 await ws.send(json.dumps({"text": text}))
                 await ws.recv()
             async with httpx.AsyncClient() as http:
+                during = await _cache_metrics_async(http, b)
+                assert _delta(before, during) == {"hits": 2, "misses": 1, "entries": 1}
                 logout = await http.delete(f"{a.url}/auth/session", headers=with_cookie(cookie))
                 assert logout.status_code == 204
             await ws.send(json.dumps({"text": "after"}))
@@ -134,9 +139,33 @@ def test_logout_through_a_closes_a_socket_on_b_at_its_next_message(
             return ws.close_code
 
     assert asyncio.run(talk()) == 4401
+    # The logout's invalidation emptied B's copy: the last message read Redis and found nothing.
+    assert _delta(before, _cache_metrics(b)) == {"hits": 2, "misses": 2, "entries": 0}
     texts = [json.loads(e["text"])["text"] for e in recorder.ws_events()
              if e.get("query") == tag and e["ws"] == "frame"]
     assert texts == ["one", "two", "three"]
+
+
+CACHE_METRICS = ("hits_total", "misses_total", "entries")
+
+
+def _parse_cache_metrics(text: str) -> dict[str, float]:
+    return {name.removesuffix("_total"): sample(text, f"gateway_websocket_session_cache_{name}")
+            for name in CACHE_METRICS}
+
+
+def _cache_metrics(gateway: Gateway) -> dict[str, float]:
+    return _parse_cache_metrics(httpx.get(f"{gateway.admin_url}/metrics").text)
+
+
+async def _cache_metrics_async(http: httpx.AsyncClient, gateway: Gateway) -> dict[str, float]:
+    return _parse_cache_metrics((await http.get(f"{gateway.admin_url}/metrics")).text)
+
+
+def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """How far the counters moved since ``before``; the entries gauge as it is now."""
+    return {name: after[name] - before[name] if name != "entries" else after[name]
+            for name in after}
 
 
 def _evaluations(gateways: tuple[Gateway, ...]) -> int:
