@@ -824,6 +824,7 @@ def main() -> int:
     finally:
         bench.procs.stop_all()
     streams = run_streams(bench) if STREAMS_CASE else None
+    micro = run_micro(bench)
     finished_at = dt.datetime.now(dt.UTC)
     end_load = float(Path("/proc/loadavg").read_text().split()[0])
 
@@ -839,7 +840,7 @@ def main() -> int:
         "load": [load, end_load, pytest_running, waited], "command": COMMAND,
         "settings": {"duration": DURATION, "warmup": WARMUP, "runs": RUNS,
                      "connections": CONNECTIONS},
-        "profiles": profiles, "streams": streams,
+        "profiles": profiles, "streams": streams, "micro": micro,
     }
     # The raw numbers next to RESULTS.md: `python bench/report.py` renders it again (after an
     # edit of bench/analysis.md) without measuring again.
@@ -847,6 +848,30 @@ def main() -> int:
     OUT.write_text(render(data))
     log(f"wrote {OUT}")
     return 0
+
+
+# The in-process micro-benchmarks: the same Python work as the JWT case, without sockets.
+MICRO_SCRIPTS = (("pipeline_us", "micro_pipeline.py"), ("server_us", "micro_server.py"))
+MICRO_RUNS = 3
+
+
+def run_micro(bench: Bench) -> dict[str, float] | None:
+    """Best of MICRO_RUNS runs of each micro-benchmark, pinned to the gateway's core."""
+    result: dict[str, float] = {}
+    for key, script in MICRO_SCRIPTS:
+        log(f"micro-benchmark: {script}")
+        best = float("inf")
+        for _ in range(MICRO_RUNS):
+            try:
+                output = subprocess.run(
+                    ["taskset", "-c", SUT_CORE, PYTHON, str(BENCH / script), "20000"],
+                    capture_output=True, text=True, timeout=300, check=True).stdout
+                best = min(best, float(output.split(": ")[1].split(" µs")[0]))
+            except (subprocess.SubprocessError, IndexError, ValueError) as error:
+                bench.notes.append(f"The micro-benchmark {script} failed: {error}.")
+                return None
+        result[key] = best
+    return result
 
 
 def run_streams(bench: Bench) -> dict[str, Any] | None:
