@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,29 +20,26 @@ from gateway.errors import (
     GatewayError,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     StoreUnavailable,
-    UpstreamUnavailable,
     render,
 )
 from gateway.forward.relay import relay
+from gateway.forward.request_body import request_body
 from gateway.forward.upstream import UpstreamPool
 from gateway.identity.model import Identity
 from gateway.identity.resolver import Resolution, Resolver
 from gateway.metrics import RequestMetrics
 from gateway.observe import RequestLog
 from gateway.policy.decide import decide
-from gateway.policy.model import PolicySet, Rule
+from gateway.policy.model import PolicySet
 from gateway.policy.paths import canonical_path, encode_path
-from gateway.rewrite.body import overwrite_user_id, remove_user_id
-from gateway.rewrite.headers import HeaderRewriter, RequestHeaders
+from gateway.rewrite.headers import HeaderRewriter
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
 
 log = logging.getLogger("gateway.forward")
 
-_NO_BODY_METHODS = frozenset({b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE"})
 _REFUSED_METHODS = frozenset({"TRACE", "CONNECT"})
 # Larger header blocks are refused rather than forwarded: backends cap them too (nginx at 8 KiB
 # per line), and a gateway that passes what its backend refuses invites parser disagreements.
@@ -192,7 +188,8 @@ class HttpProxy:
                 # Cached per identity: a dict lookup, not an ES256 signature, per request.
                 upstream_headers.append(
                     (self.assertion.header, self.assertion.for_identity(trusted)))
-        body, content_length = await self._body(receive, request, rule, trusted)
+        body, content_length = await request_body(
+            receive, request, rule, trusted, self.max_body_bytes)
         target = encode_path(path)
         query = scope.get("query_string")
         if query:
@@ -247,74 +244,6 @@ class HttpProxy:
             return None
         assert decision.error is not None  # noqa: S101 - decide() pairs refusals with an error
         return decision.error()
-
-    async def _body(
-        self,
-        receive: Any,
-        request: RequestHeaders,
-        rule: Rule | None,
-        identity: Identity | None,
-    ) -> tuple[bytes | AsyncIterator[bytes], int | None]:
-        length: int | None = None
-        raw_length = request.content_length
-        if raw_length is not None:
-            if request.content_lengths > 1 or not raw_length.isdigit() or len(raw_length) > 18:
-                raise BadRequest("The Content-Length header is invalid.")
-            length = int(raw_length)
-        chunked = request.chunked
-        content_type = request.content_type
-        if length is not None and length > self.max_body_bytes:
-            raise PayloadTooLarge()
-        has_body = chunked or bool(length)
-        pointers = rule.body_user_id if rule is not None else ()
-        if pointers and (has_body or content_type is not None):
-            body = await self._read_all(receive)
-            if identity is not None:
-                return overwrite_user_id(body, content_type, pointers, identity.user_id), None
-            # No trusted id to write: remove the field so a client cannot choose it.
-            return remove_user_id(body, content_type, pointers), None
-        if not has_body:
-            return b"", None
-        if chunked or length is None:
-            # Without a length the gateway cannot know the body fits before it has read it, and a
-            # refused request must never reach the backend, so it is buffered up to the limit.
-            return await self._read_all(receive), None
-        first = await receive()
-        if first["type"] != "http.request":
-            raise BadRequest("The client went away.", reason="client_disconnect")
-        if not first.get("more_body", False):
-            return first.get("body", b""), None
-        return _stream_body(first.get("body", b""), receive), length
-
-    async def _read_all(self, receive: Any) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                raise BadRequest("The client went away.", reason="client_disconnect")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadTooLarge()
-            parts.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(parts)
-
-
-async def _stream_body(first: bytes, receive: Any) -> AsyncIterator[bytes]:
-    if first:
-        yield first
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            # The client went away mid-upload; the upstream connection is closed, not reused.
-            raise UpstreamUnavailable("The client went away.", reason="client_disconnect")
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
 
 
 async def _send_error(send: Any, error: GatewayError, info: RequestInfo) -> None:

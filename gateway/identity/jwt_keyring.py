@@ -4,7 +4,7 @@ The key ring answers the two questions asked before a signature is checked — w
 issuer does this token name, and which of that issuer's keys does its ``kid`` pick — only ever
 by lookup in our own configuration. It is built (and the JWT settings validated) once at
 start-up and owns the JWKS fetchers and any HTTP client made for them, so it is apart from the
-per-token verifier. Key material itself is parsed in :mod:`gateway.identity.jwks`.
+per-token verifier. Key material itself is parsed in :mod:`gateway.identity.jwk_keys`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,8 @@ from typing import Any
 import httpx
 
 from gateway.errors import ConfigError
-from gateway.identity.jwks import (
-    JwksFetcher,
-    KeySet,
-    PreparedKey,
-    prepare_config_key,
-)
+from gateway.identity.jwk_keys import KeySet, PreparedKey, prepare_config_key
+from gateway.identity.jwks import JwksFetcher
 from gateway.identity.jwt_config import IssuerConfig, JWTSettings, check_jwt_settings
 from gateway.identity.jwt_unverified import reject
 

@@ -41,6 +41,12 @@ def chat(page: Page, text: str) -> str:
     return page.locator("#log li.bot").last.inner_text()
 
 
+def status_becomes(page: Page, text: str) -> str:
+    """The status line once it reads ``text``: the page updates it after the log line appears."""
+    page.wait_for_function("s => document.getElementById('status').textContent === s", arg=text)
+    return page.inner_text("#status")
+
+
 def log_text(page: Page) -> str:
     return page.inner_text("#log")
 
@@ -77,7 +83,7 @@ def test_the_demo_story(context: BrowserContext, demo: Demo, tmp_path: Path) -> 
     page.click("#otp-verify")
     page.wait_for_selector("text=Balance of C-1001: 87.10 EUR")
     assert page.is_hidden("#otp-panel")
-    assert page.inner_text("#status") == "C-1001 · otp"
+    assert status_becomes(page, "C-1001 · otp") == "C-1001 · otp"
     # The socket was reopened on the rotated session: the bot now sees the customer.
     assert "the bot saw sender C-1001" in chat(page, "thanks")
 
@@ -114,7 +120,7 @@ def test_the_signed_in_path(context: BrowserContext, demo: Demo) -> None:
     anonymous_id = page.inner_text("#status").split(" ")[0]
     page.click("#login")
     page.wait_for_selector("text=Signed in on the website as alice (authenticated).")
-    assert page.inner_text("#status") == "alice · authenticated"
+    assert status_becomes(page, "alice · authenticated") == "alice · authenticated"
     # The upgraded session keeps the conversation: the socket now speaks for alice.
     assert "the bot saw sender alice" in chat(page, "hi")
     assert anonymous_id.startswith("anon-")
@@ -127,7 +133,7 @@ def test_the_signed_in_path(context: BrowserContext, demo: Demo) -> None:
     page.fill("#otp-code", demo.next_code(seen))
     page.click("#otp-verify")
     page.wait_for_selector("text=Balance of alice: 1,234.56 EUR")
-    assert page.inner_text("#status") == "alice · otp"
+    assert status_becomes(page, "alice · otp") == "alice · otp"
     page.click("#logout")
     page.wait_for_function(
         "document.getElementById('status').textContent.endsWith('· anonymous')")

@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gateway.errors import TokenInvalid
-from gateway.identity.jwks import JwksFetcher, key_from_jwk, parse_jwks
+from gateway.identity.jwk_keys import key_from_jwk, parse_jwks
+from gateway.identity.jwks import JwksFetcher
 from gateway.identity.jwt import JWTVerifier
 from gateway.identity.jwt_config import IssuerConfig, JwksConfig, JWTSettings, KeyConfig
 

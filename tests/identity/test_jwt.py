@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.errors import ConfigError, TokenExpired, TokenInvalid
-from gateway.identity import jwks as jwks_module
+from gateway.identity import jwk_keys as jwk_keys_module
 from gateway.identity.jwt import JWTVerifier
 from gateway.identity.jwt_config import IssuerConfig, JwksConfig, JWTSettings, KeyConfig
 from gateway.identity.model import AUTHENTICATED, Identity
@@ -174,7 +174,7 @@ def test_public_keys_are_parsed_once_at_construction(
     def boom(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("a key was parsed on the request path")
 
-    monkeypatch.setattr(jwks_module, "load_pem_public_key", boom)
+    monkeypatch.setattr(jwk_keys_module, "load_pem_public_key", boom)
     monkeypatch.setattr(pyjwt.algorithms, "load_pem_public_key", boom)
     for user in ("a", "b", "c"):
         assert run(v.verify(sign(claims(user), rsa_key.private, "RS256"))).user_id == user
