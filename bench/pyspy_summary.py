@@ -41,6 +41,8 @@ _RULES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("header filter: response hop-by-hop", ("response_headers",)),
     ("upstream client: pool, request head, response parse", ("gateway/forward/upstream",)),
     ("pipeline glue: HttpProxy/_relay/app dispatch", ("gateway/forward/http.py", "gateway/app.py",
+                                                     "gateway/forward/request_body.py",
+                                                     "gateway/forward/relay.py",
                                                      "gateway/errors.py")),
     ("uvicorn + httptools: request parse, ASGI cycle, response head",
      ("uvicorn/", "gateway/server_protocol.py", "asyncio/locks.py", "httptools")),
