@@ -616,15 +616,12 @@ async def _reauth(args: argparse.Namespace) -> dict[str, Any]:
         if await bridge._recheck(auth, "authenticated") is not None:
             raise RuntimeError("the re-check refuses a valid socket: nothing to time")
 
-    async def nothing() -> None:
-        return None
-
     result: dict[str, Any] = {"calls": args.calls, "repeats": args.repeats}
     for key, call in (
         ("jwt_us", lambda: bridge._recheck(by_token, "authenticated")),
         ("session_memory_us", lambda: bridge._recheck(by_cookie, "authenticated")),
         ("public_us", lambda: bridge._recheck(public, "public")),
-        ("empty_await_us", nothing),
+        ("empty_await_us", _nothing),
     ):
         times = await _time_calls(call, args.calls, args.repeats)
         result[key] = min(times)
@@ -632,6 +629,11 @@ async def _reauth(args: argparse.Namespace) -> dict[str, Any]:
     if args.redis_url:
         result.update(await _reauth_redis(args, verified))
     return result
+
+
+async def _nothing() -> None:
+    """An empty coroutine: the scale against which the re-checks are timed."""
+    return None
 
 
 async def _reauth_redis(args: argparse.Namespace, verified: Any) -> dict[str, Any]:
@@ -680,10 +682,6 @@ async def _reauth_redis_store(args: argparse.Namespace, cached: bool) -> dict[st
         # and reported, so the re-check's own cost can be told from it.
         batch = [auth] * 64
         rounds = max(1, calls // len(batch))
-
-        async def nothing() -> None:
-            return None
-
         concurrent, gathered = [], []
         for _ in range(args.repeats):
             cpu = time.process_time_ns()
@@ -692,7 +690,7 @@ async def _reauth_redis_store(args: argparse.Namespace, cached: bool) -> dict[st
             concurrent.append((time.process_time_ns() - cpu) / (rounds * len(batch)) / 1000)
             cpu = time.process_time_ns()
             for _ in range(rounds):
-                await asyncio.gather(*(nothing() for _ in batch))
+                await asyncio.gather(*(_nothing() for _ in batch))
             gathered.append((time.process_time_ns() - cpu) / (rounds * len(batch)) / 1000)
         await app.sessions.destroy(session)
         return {"session_redis_concurrent_cpu_us": min(concurrent),
